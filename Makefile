@@ -1,0 +1,58 @@
+# LLM Analytics Hub: developer commands. `make` alone lists them.
+.DEFAULT_GOAL := help
+SHELL := /usr/bin/env bash
+.SHELLFLAGS := -euo pipefail -c
+
+VENV := .venv
+BIN := $(VENV)/bin
+UV := $(shell command -v uv >/dev/null 2>&1 && echo uv || echo python3 -m uv)
+UV_COMPILE := $(UV) pip compile --quiet --python 3.11 --universal
+
+.PHONY: help setup test lint fmt lock up down status airflow run bench clean
+
+help: ## List the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-8s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+setup: ## Create or update .venv from the lock (fast when nothing changed)
+	@scripts/bootstrap
+
+test: setup ## Run the test suite (starts its own PostgreSQL and S3)
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+lint: setup ## ruff check, ruff format --check, mypy
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+fmt: setup ## Fix what ruff can, then format
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+lock: ## Re-compile requirements-dev.txt and requirements.txt from the .in files
+	$(UV_COMPILE) requirements-dev.in -o requirements-dev.txt
+	$(UV_COMPILE) requirements.in -c requirements-dev.txt -o requirements.txt
+
+up: setup ## Start the private PostgreSQL cluster (.local/pg) and print its DSN
+	$(BIN)/python -m analytics_hub.stack up
+
+down: setup ## Stop the private PostgreSQL cluster
+	$(BIN)/python -m analytics_hub.stack down
+
+status: setup ## Is the private PostgreSQL cluster running?
+	$(BIN)/python -m analytics_hub.stack status
+
+airflow: setup ## Run Airflow (standalone) on the private cluster; UI at http://localhost:8080
+	$(BIN)/python -m analytics_hub.stack airflow
+
+run: setup ## Run the main job end to end
+	$(BIN)/python -m analytics_hub.main_job
+
+bench: setup ## Run the benchmarks in bench/
+	@shopt -s nullglob; for script in bench/*.py; do \
+		echo "== $$script"; $(BIN)/python "$$script"; \
+	done
+
+clean: ## Stop local services and remove caches and local state (.local/, not .venv)
+	-@[[ -x $(BIN)/python ]] && $(BIN)/python -m analytics_hub.stack down
+	rm -rf .local .pytest_cache .mypy_cache .ruff_cache dbt_project/target dbt_project/logs
+	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -print0 | xargs -0 rm -rf

@@ -1,0 +1,77 @@
+"""
+### Ingest: pull every module of the platform into the lake
+
+One DAG per upstream module (`ingest_<module>`), all built from the declarative table
+`analytics_hub.sources.MODULES`. Each run pulls exactly its data interval (a half-open
+window on the records' ingest time) of every entity of the module, normalizes it and
+lands raw pages, normalized rows, dead letters and a manifest as Parquet in the lake.
+Each `land_<entity>` task updates the Asset `lake.normalized.<module>.<entity>`.
+
+**Backfill** from the UI (*Trigger → Backfill*) over a date range, or trigger once with
+the params `window_start` / `window_end` (ISO-8601, UTC) to re-pull any window.
+Re-running a window rewrites the same objects: it never duplicates.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pendulum
+from airflow.sdk import DAG, CronDataIntervalTimetable, Param, task
+
+from analytics_hub import orchestration
+from analytics_hub.sources import MODULES, Module
+
+DEFAULT_ARGS = {
+    "owner": "data-platform",
+    "retries": 3,
+    "retry_delay": timedelta(minutes=2),
+    "retry_exponential_backoff": True,
+    "max_retry_delay": timedelta(minutes=20),
+}
+WINDOW_PARAMS = {
+    "window_start": Param(None, type=["null", "string"], format="date-time",
+                          description="Start of a window to pull instead of the run's interval"),
+    "window_end": Param(None, type=["null", "string"], format="date-time",
+                        description="End (exclusive) of that window"),
+}
+
+
+def build_ingest_dag(module: Module) -> DAG:
+    with DAG(
+        dag_id=f"ingest_{module.name}",
+        description=module.description,
+        doc_md=f"{__doc__}\n\n**This DAG:** {module.service}: {module.description} "
+        f"Delivery {module.delivery}; raw retention {module.raw_retention.days} days.",
+        schedule=CronDataIntervalTimetable(module.schedule, timezone="UTC"),
+        start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+        catchup=False,
+        max_active_runs=4,
+        default_args=DEFAULT_ARGS,
+        params=WINDOW_PARAMS,
+        tags=["ingest", "lake", module.name],
+    ) as dag:
+        for entity in module.entities:
+
+            @task(
+                task_id=f"land_{entity.name}",
+                outlets=[orchestration.lake_asset(module.name, entity.name)],
+            )
+            def land(
+                entity_name: str = entity.name,
+                params: dict[str, Any] | None = None,
+                data_interval_start: Any = None,
+                data_interval_end: Any = None,
+            ) -> dict[str, Any]:
+                window = orchestration.resolve_window(
+                    params or {}, data_interval_start, data_interval_end
+                )
+                return orchestration.land_entity(module.name, entity_name, window)
+
+            land()
+    return dag
+
+
+for _module in MODULES.values():
+    globals()[f"ingest_{_module.name}"] = build_ingest_dag(_module)

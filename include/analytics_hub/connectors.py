@@ -1,0 +1,217 @@
+"""HTTP pulls from the platform's modules: windows, paging, bearer auth and retries.
+
+The contract: 429 and 5xx (and a stalled or dropped connection) are retried with
+backoff, honouring ``Retry-After``; any other 4xx is not, since asking again cannot
+help. A pull that finally fails raises ``PullError`` naming module, endpoint and window.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import orjson
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
+
+from analytics_hub.settings import HubSettings
+from analytics_hub.sources import Module
+from analytics_hub.windows import Window
+
+RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where a module answers and the token it expects."""
+
+    base_url: str
+    token: str = field(repr=False)
+
+
+@dataclass(frozen=True)
+class Page:
+    number: int
+    body: bytes
+    path: str
+
+
+class PullError(RuntimeError):
+    """A pull failed for good; the message says which module, endpoint and window."""
+
+
+class _Retryable(Exception):
+    def __init__(self, message: str, retry_after: float | None = None):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("Retry-After")
+    try:
+        return max(0.0, float(value)) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _error_message(response: httpx.Response) -> str:
+    try:
+        error = orjson.loads(response.content)["error"]
+        return f"{response.status_code} {error['code']}: {error['message']}"
+    except (orjson.JSONDecodeError, KeyError, TypeError):
+        return f"{response.status_code} {response.text[:200]}"
+
+
+class ModuleClient:
+    """Pulls one module's endpoints; one instance per task, closed when done."""
+
+    def __init__(self, module: Module, endpoint: Endpoint, settings: HubSettings):
+        self.module = module
+        self.settings = settings
+        self._http = httpx.Client(
+            base_url=endpoint.base_url.rstrip("/"),
+            headers={"Authorization": f"Bearer {endpoint.token}", "Accept": "application/json"},
+            timeout=settings.http_timeout_seconds,
+        )
+        exponential = wait_exponential_jitter(multiplier=0.5, max=settings.http_max_backoff_seconds)
+
+        def wait(state: RetryCallState) -> float:
+            error = state.outcome.exception() if state.outcome else None
+            if isinstance(error, _Retryable) and error.retry_after is not None:
+                return min(error.retry_after, settings.http_max_backoff_seconds)
+            return float(exponential(state))
+
+        self._retrying = Retrying(
+            retry=retry_if_exception(lambda e: isinstance(e, _Retryable)),
+            wait=wait,
+            stop=stop_after_attempt(settings.http_max_attempts),
+            reraise=True,
+        )
+
+    def __enter__(self) -> ModuleClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._http.close()
+
+    def _describe(self, path: str, window: Window | None) -> str:
+        span = f"window {window}" if window else "no window"
+        return f"module {self.module.name!r} ({self.module.service}) GET {path}, {span}"
+
+    def _get(self, path: str, params: dict[str, Any], window: Window | None) -> bytes:
+        def attempt() -> bytes:
+            try:
+                response = self._http.get(path, params=params)
+            except httpx.TransportError as exc:
+                raise _Retryable(f"{type(exc).__name__}: {exc}") from exc
+            if response.status_code in RETRYABLE_STATUS:
+                raise _Retryable(_error_message(response), _retry_after(response))
+            if response.is_error:
+                raise PullError(
+                    f"{self._describe(path, window)} failed: {_error_message(response)}"
+                )
+            return response.content
+
+        try:
+            return self._retrying(attempt)
+        except _Retryable as exc:
+            raise PullError(
+                f"{self._describe(path, window)} failed after "
+                f"{self.settings.http_max_attempts} attempts: {exc}"
+            ) from exc
+
+    def pages(self, path: str, window: Window | None) -> Iterator[Page]:
+        """Every page of a list endpoint, following ``next_page_token`` to the end."""
+        params: dict[str, Any] = {"limit": self.settings.page_limit}
+        if window is not None:
+            params |= window.query()
+        number = 0
+        while True:
+            body = self._get(path, params, window)
+            yield Page(number, body, path)
+            token = _next_page_token(body)
+            if not token:
+                return
+            params = {**params, "page_token": token}
+            number += 1
+
+    def stream_lines(self, path: str, window: Window, chunk_bytes: int) -> Iterator[bytes]:
+        """An NDJSON endpoint as chunks of whole lines of about ``chunk_bytes`` each.
+
+        A stream cut midway is retried from the start only if nothing was yielded yet;
+        afterwards it is a failure, since a partial window must not land as complete.
+        """
+        try:
+            yield from self._stream_lines(path, window, chunk_bytes)
+        except _Retryable as exc:
+            raise PullError(
+                f"{self._describe(path, window)} failed after "
+                f"{self.settings.http_max_attempts} attempts: {exc}"
+            ) from exc
+
+    def _stream_lines(self, path: str, window: Window, chunk_bytes: int) -> Iterator[bytes]:
+        yielded = False
+        for attempt in self._retrying:
+            with attempt:
+                try:
+                    with self._http.stream("GET", path, params=window.query()) as response:
+                        if response.status_code in RETRYABLE_STATUS:
+                            response.read()
+                            raise _Retryable(_error_message(response), _retry_after(response))
+                        if response.is_error:
+                            response.read()
+                            raise PullError(
+                                f"{self._describe(path, window)} failed: "
+                                f"{_error_message(response)}"
+                            )
+                        pending = b""
+                        for block in response.iter_bytes(chunk_bytes):
+                            pending += block
+                            if len(pending) >= chunk_bytes:
+                                cut = pending.rfind(b"\n") + 1
+                                if cut:
+                                    yielded = True
+                                    yield pending[:cut]
+                                    pending = pending[cut:]
+                        if pending.strip():
+                            yield pending
+                        return
+                except httpx.TransportError as exc:
+                    if yielded:
+                        raise PullError(
+                            f"{self._describe(path, window)}: stream broke midway: {exc}"
+                        ) from exc
+                    raise _Retryable(f"{type(exc).__name__}: {exc}") from exc
+
+    def list_ids(self, path: str, key: str, window: Window | None) -> list[str]:
+        """The ids listed by a state endpoint (the parent of a fan-out)."""
+        ids: list[str] = []
+        for page in self.pages(path, window):
+            ids.extend(
+                str(record[key])
+                for record in orjson.loads(page.body).get("data") or ()
+                if isinstance(record, dict) and record.get(key) is not None
+            )
+        return list(dict.fromkeys(ids))
+
+
+_NEXT_PAGE_TOKEN = re.compile(rb'"next_page_token"\s*:\s*(?:null|"((?:[^"\\]|\\.)*)")')
+
+
+def _next_page_token(body: bytes) -> str | None:
+    # The token is a top-level key: its last occurrence. Finding it there spares a second
+    # full parse of a page of up to 10,000 records.
+    at = body.rfind(b'"next_page_token"')
+    match = _NEXT_PAGE_TOKEN.match(body, at) if at >= 0 else None
+    if match is None or match.group(1) is None:
+        return None
+    token: str = orjson.loads(b'"' + match.group(1) + b'"')
+    return token or None

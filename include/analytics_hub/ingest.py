@@ -1,0 +1,244 @@
+"""Ingest one window of one entity: pull → normalize → land, page by page, with a manifest.
+
+Memory stays flat in the size of the window: each page (or NDJSON chunk) is parsed,
+normalized and written as its own row group before the next is pulled. Every record
+pulled ends in exactly one place: landed, dead-lettered, or dropped as an exact
+redelivery; the manifest counts each and the batch fails if they do not balance.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import quote
+
+import polars as pl
+import pyarrow as pa
+
+from analytics_hub import parse
+from analytics_hub.connectors import ModuleClient
+from analytics_hub.fx import FxRates
+from analytics_hub.lake import Lake, Zone
+from analytics_hub.normalize import ROW, UTC_TS, normalize, output_schema
+from analytics_hub.sources import Entity, Module
+from analytics_hub.windows import Window
+
+NDJSON_CHUNK_BYTES = 8 * 1024 * 1024
+
+RAW_SCHEMA = pa.schema([("page", pa.int32()), ("path", pa.string()), ("body", pa.binary())])
+# module and entity are the partition keys of the dead-letter zone, not columns
+DEADLETTER_COLUMNS: dict[str, pl.DataType] = {
+    "window_start": UTC_TS,
+    "window_end": UTC_TS,
+    "page": pl.Int32(),
+    "row": pl.Int64(),
+    "record_id": pl.String(),
+    "reason_code": pl.String(),
+    "reason": pl.String(),
+    "raw_record": pl.String(),
+}
+LINEAGE_COLUMNS: dict[str, pl.DataType] = {"_window_start": UTC_TS, "_window_end": UTC_TS}
+
+
+class BalanceError(RuntimeError):
+    """Pulled records do not equal landed + dead-lettered + deduplicated."""
+
+
+@dataclass
+class Manifest:
+    module: str
+    entity: str
+    window_start: str
+    window_end: str
+    pulled: int = 0
+    landed: int = 0
+    dead_lettered: int = 0
+    deduplicated: int = 0
+    pages: int = 0
+    bytes_received: int = 0
+    dead_letter_reasons: dict[str, int] = field(default_factory=dict)
+    objects: dict[str, str] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    @property
+    def balanced(self) -> bool:
+        return self.pulled == self.landed + self.dead_lettered + self.deduplicated
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self) | {"balanced": self.balanced}
+
+
+def normalized_schema(entity: Entity) -> pa.Schema:
+    return _arrow_schema(dict(output_schema(entity)) | LINEAGE_COLUMNS)
+
+
+def deadletter_schema() -> pa.Schema:
+    return _arrow_schema(DEADLETTER_COLUMNS)
+
+
+def _arrow_schema(columns: dict[str, pl.DataType]) -> pa.Schema:
+    return pl.DataFrame(schema=columns).to_arrow().schema
+
+
+@dataclass
+class _Batch:
+    number: int
+    body: bytes
+    path: str
+    ndjson: bool
+
+
+class _Redeliveries:
+    """Exact redeliveries (same key) within the window, for modules that redeliver."""
+
+    def __init__(self, entity: Entity, module: Module):
+        self.key = list(entity.key)
+        self.enabled = module.delivery != "at-most-once"
+        self.seen: set[str] = set()
+
+    def drop(self, rows: pl.DataFrame) -> pl.DataFrame:
+        if not self.enabled or rows.is_empty():
+            return rows
+        keys = rows.select(
+            pl.concat_str([pl.col(k).cast(pl.String) for k in self.key], separator="\x1f")
+        ).to_series()
+        fresh = [k not in self.seen and not self.seen.add(k) for k in keys]  # type: ignore[func-returns-value]
+        return rows.filter(pl.Series(fresh, dtype=pl.Boolean))
+
+
+def _batches(client: ModuleClient, entity: Entity, window: Window, bulk: bool) -> Iterator[_Batch]:
+    if bulk and entity.bulk_path:
+        for number, chunk in enumerate(
+            client.stream_lines(entity.bulk_path, window, NDJSON_CHUNK_BYTES)
+        ):
+            yield _Batch(number, chunk, entity.bulk_path, ndjson=True)
+        return
+    if entity.fan_out is None:
+        for page in client.pages(entity.path, window):
+            yield _Batch(page.number, page.body, page.path, ndjson=False)
+        return
+    parent = entity.fan_out
+    ids = client.list_ids(parent.parent_path, parent.parent_key, window if parent.parent_windowed else None)
+    number = 0
+    for parent_id in ids:
+        path = entity.path.format(id=quote(parent_id, safe=""))
+        for page in client.pages(path, window if entity.windowed else None):
+            yield _Batch(number, page.body, page.path, ndjson=False)
+            number += 1
+
+
+def ingest_window(
+    module: Module,
+    entity: Entity,
+    window: Window,
+    *,
+    client: ModuleClient,
+    lake: Lake,
+    rates: FxRates,
+    pseudonym_key: bytes | None,
+    bulk: bool = True,
+) -> Manifest:
+    """Land one window of one entity in the lake and return its manifest.
+
+    Re-running a window rewrites the same objects, so it leaves the same state.
+    """
+    started = time.perf_counter()
+    manifest = Manifest(module.name, entity.name, *window.query().values())
+    paths = {zone: lake.path(zone, module.name, entity.name, window) for zone in Zone}
+    redeliveries = _Redeliveries(entity, module)
+    lineage = {"_window_start": window.start, "_window_end": window.end}
+    good_schema, dead_schema = normalized_schema(entity), deadletter_schema()
+    reasons: dict[str, int] = {}
+
+    with (
+        lake.parquet_writer(paths[Zone.RAW], RAW_SCHEMA) as raw_out,
+        lake.parquet_writer(paths[Zone.NORMALIZED], good_schema) as good_out,
+        lake.parquet_writer(paths[Zone.DEADLETTER], dead_schema) as dead_out,
+    ):
+        for batch in _batches(client, entity, window, bulk):
+            manifest.pages += 1
+            manifest.bytes_received += len(batch.body)
+            raw_out.write_table(
+                pa.table({"page": [batch.number], "path": [batch.path], "body": [batch.body]}, RAW_SCHEMA)
+            )
+            if batch.ndjson:
+                records = parse.read_ndjson(batch.body, entity)
+            else:
+                records, _ = parse.read_page(batch.body, entity)
+            manifest.pulled += records.height
+            result = normalize(records, module, entity, rates=rates, pseudonym_key=pseudonym_key)
+
+            rows = redeliveries.drop(result.rows)
+            manifest.deduplicated += result.rows.height - rows.height
+            manifest.landed += rows.height
+            if rows.height:
+                good = rows.drop(ROW).with_columns(
+                    pl.lit(value).cast(UTC_TS).alias(name) for name, value in lineage.items()
+                )
+                good_out.write_table(good.to_arrow().cast(good_schema))
+
+            if result.rejects.height:
+                manifest.dead_lettered += result.rejects.height
+                dead = _dead_letters(result.rejects, records, batch, entity, module, window)
+                for code, count in dead.group_by("reason_code").len().iter_rows():
+                    reasons[code] = reasons.get(code, 0) + count
+                dead_out.write_table(dead.to_arrow().cast(dead_schema))
+
+        manifest.dead_letter_reasons = dict(sorted(reasons.items()))
+        manifest.objects = {zone.value: lake.uri(path) for zone, path in paths.items()}
+        manifest.seconds = round(time.perf_counter() - started, 3)
+        if not manifest.balanced:
+            raise BalanceError(
+                f"{module.name}/{entity.name} {window}: pulled {manifest.pulled} != landed "
+                f"{manifest.landed} + dead-lettered {manifest.dead_lettered} + deduplicated "
+                f"{manifest.deduplicated}; nothing of this window was published"
+            )
+    lake.write_json(paths[Zone.MANIFESTS], manifest.to_dict() | {"landed_at": _now()})
+    return manifest
+
+
+def _dead_letters(
+    rejects: pl.DataFrame,
+    records: pl.DataFrame,
+    batch: _Batch,
+    entity: Entity,
+    module: Module,
+    window: Window,
+) -> pl.DataFrame:
+    raw = parse.raw_records(batch.body, ndjson=batch.ndjson)
+    ids = _record_ids(records, entity)
+    return rejects.join(ids, on=ROW, how="left").with_columns(
+        raw.gather(rejects[ROW]).alias("raw_record")
+    ).select(
+        pl.lit(window.start).cast(UTC_TS).alias("window_start"),
+        pl.lit(window.end).cast(UTC_TS).alias("window_end"),
+        pl.lit(batch.number, dtype=pl.Int32).alias("page"),
+        pl.col(ROW).cast(pl.Int64).alias("row"),
+        pl.col("record_id"),
+        pl.col("reason_code"),
+        pl.col("reason"),
+        pl.col("raw_record"),
+    )
+
+
+def _record_ids(records: pl.DataFrame, entity: Entity) -> pl.DataFrame:
+    """The wire value of the record's id, for finding a rejected record again."""
+    key = next(f for f in entity.all_fields if f.name == entity.record_id_field)
+    present = set(records.columns)
+    data_fields: set[str] = set()
+    if "data" in present and isinstance(records.schema["data"], pl.Struct):
+        data_fields = {f.name for f in records.schema["data"].fields}
+    candidates = [
+        pl.col(name) if (key.in_envelope or not entity.time_series) else pl.col("data").struct.field(name)
+        for name in key.wire_names
+        if name in (present if (key.in_envelope or not entity.time_series) else data_fields)
+    ]
+    record_id = pl.coalesce(candidates) if candidates else pl.lit(None, dtype=pl.String)
+    return records.select(pl.col(ROW), record_id.alias("record_id"))
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

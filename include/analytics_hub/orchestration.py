@@ -1,0 +1,114 @@
+"""What Airflow needs from the hub: Assets, connection lookups and task entry points.
+
+DAG files stay thin: they call the functions here, which resolve Airflow connections
+into explicit arguments and then call the stage modules (``ingest``...), which know
+nothing of Airflow. Everything here runs inside a task, never at DAG parse time,
+except building Asset objects (pure data).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from airflow.sdk import Asset, Connection
+from airflow.sdk.exceptions import AirflowNotFoundException
+
+from analytics_hub.connectors import Endpoint, ModuleClient
+from analytics_hub.fx import FxRates
+from analytics_hub.ingest import ingest_window
+from analytics_hub.lake import Lake
+from analytics_hub.settings import ConfigurationError, HubSettings, load_settings
+from analytics_hub.sources import Module, get_module
+from analytics_hub.windows import Window
+
+LAKE_CONN_ID = "hub_lake"
+PSEUDONYM_CONN_ID = "hub_pseudonym_key"
+
+
+def lake_asset(module: str, entity: str) -> Asset:
+    """The Asset that a landed window of one entity updates; downstream DAGs schedule on it."""
+    return Asset(
+        name=f"lake.normalized.{module}.{entity}",
+        uri=f"hub-lake://normalized/{module}/{entity}",
+        group="lake",
+    )
+
+
+def _optional_connection(conn_id: str) -> Connection | None:
+    try:
+        return Connection.get(conn_id)
+    except AirflowNotFoundException:
+        return None
+
+
+def settings_from_airflow() -> HubSettings:
+    """``HUB_*`` settings, overlaid with the ``hub_lake`` and ``hub_pseudonym_key`` connections."""
+    overrides: dict[str, object] = {}
+    lake = _optional_connection(LAKE_CONN_ID)
+    if lake is not None:
+        extra = lake.extra_dejson
+        overrides |= {
+            key: value
+            for key, value in {
+                "s3_access_key_id": lake.login,
+                "s3_secret_access_key": lake.password,
+                "s3_endpoint_url": extra.get("endpoint_url"),
+                "s3_region": extra.get("region_name"),
+                "lake_url": extra.get("lake_url"),
+            }.items()
+            if value
+        }
+    secret = _optional_connection(PSEUDONYM_CONN_ID)
+    if secret is not None and secret.password:
+        overrides["pseudonym_key"] = secret.password
+    return load_settings(**overrides)
+
+
+def module_endpoint(module: Module) -> Endpoint:
+    """The module's base URL and token, from its Airflow connection ``hub_<module>``."""
+    conn = _optional_connection(module.conn_id)
+    if conn is None or not conn.host:
+        raise ConfigurationError(
+            f"Airflow connection {module.conn_id!r} (module {module.service}) is missing or has "
+            "no host; set it to the module's base URL with the bearer token as password"
+        )
+    if not conn.password:
+        raise ConfigurationError(f"Airflow connection {module.conn_id!r} has no token (password)")
+    host = conn.host if "://" in conn.host else f"{conn.schema or 'http'}://{conn.host}"
+    if conn.port and "://" not in conn.host:
+        host = f"{host}:{conn.port}"
+    return Endpoint(base_url=host, token=conn.password)
+
+
+def resolve_window(
+    params: dict[str, Any], data_interval_start: Any, data_interval_end: Any
+) -> Window:
+    """The run's data interval, unless the trigger named a window (a manual backfill)."""
+    start, end = params.get("window_start"), params.get("window_end")
+    if start or end:
+        if not (start and end):
+            raise ConfigurationError("give both params window_start and window_end, or neither")
+        return Window.parse(start, end)
+    if data_interval_start is None or data_interval_end is None:
+        raise ConfigurationError("this run has no data interval; pass window_start/window_end")
+    return Window.parse(data_interval_start, data_interval_end)
+
+
+def land_entity(module_name: str, entity_name: str, window: Window) -> dict[str, Any]:
+    """Pull, normalize and land one window of one entity; returns its manifest."""
+    module = get_module(module_name)
+    entity = module.entity(entity_name)
+    settings = settings_from_airflow()
+    key = settings.require_pseudonym_key() if entity.has_personal_data else None
+    with ModuleClient(module, module_endpoint(module), settings) as client:
+        manifest = ingest_window(
+            module,
+            entity,
+            window,
+            client=client,
+            lake=Lake.from_settings(settings),
+            rates=FxRates.load(),
+            pseudonym_key=key,
+        )
+    return manifest.to_dict()
+

@@ -1,0 +1,64 @@
+"""Read wire pages into Polars frames whose every leaf is text.
+
+A module may send a number as a JSON number or as a string, an object where a string
+was expected, or a field the hub does not know. Reading every known field as text
+(Polars turns numbers and objects into their JSON text) keeps one bad value from
+failing the page; the normalizer then decides, per record, what is valid.
+"""
+
+from __future__ import annotations
+
+import io
+from functools import cache
+
+import polars as pl
+
+from analytics_hub.normalize import ROW
+from analytics_hub.sources import Entity
+
+
+@cache
+def record_schema(entity: Entity) -> pl.Struct:
+    """Every wire name of every field of the entity, as text; payload fields under ``data``."""
+    top: dict[str, pl.DataType] = {}
+    payload: dict[str, pl.DataType] = {}
+    for field in entity.all_fields:
+        target = top if (field.in_envelope or not entity.time_series) else payload
+        for name in field.wire_names:
+            target[name] = pl.String()
+    if entity.time_series:
+        top["data"] = pl.Struct(payload)
+    return pl.Struct(top)
+
+
+@cache
+def _page_schema(entity: Entity) -> pl.Schema:
+    return pl.Schema({"data": pl.List(record_schema(entity)), "next_page_token": pl.String()})
+
+
+_RAW_PAGE = pl.Schema({"data": pl.List(pl.String())})
+
+
+def read_page(body: bytes, entity: Entity) -> tuple[pl.DataFrame, str | None]:
+    """The records of one JSON page (with their position in ROW) and the next page token."""
+    page = pl.read_ndjson(io.BytesIO(body.replace(b"\n", b" ")), schema=_page_schema(entity))
+    if page.height != 1:
+        raise ValueError(f"expected one JSON page object, found {page.height}")
+    token = page["next_page_token"][0]
+    records = page.select(pl.col("data").explode()).drop_nulls().unnest("data")
+    return records.with_row_index(ROW), token
+
+
+def read_ndjson(body: bytes, entity: Entity) -> pl.DataFrame:
+    """The records of a chunk of newline-delimited JSON (one record per line)."""
+    records = pl.read_ndjson(io.BytesIO(body), schema=pl.Schema(record_schema(entity).to_schema()))
+    return records.with_row_index(ROW)
+
+
+def raw_records(body: bytes, *, ndjson: bool) -> pl.Series:
+    """The JSON text of each record of a page or chunk, by position."""
+    if ndjson:
+        lines = [line for line in body.decode().splitlines() if line.strip()]
+        return pl.Series("raw", lines, dtype=pl.String)
+    page = pl.read_ndjson(io.BytesIO(body.replace(b"\n", b" ")), schema=_RAW_PAGE)
+    return page["data"].explode().drop_nulls().rename("raw")

@@ -1,0 +1,114 @@
+"""Environment for running Airflow locally against the private PostgreSQL cluster.
+
+``airflow_env()`` returns the variables (``AIRFLOW_HOME``, metadata database, DAG and plugin
+folders, LocalExecutor, API port) that ``airflow standalone``, ``airflow dags test`` or a
+test need; ``migrate_once()`` runs ``airflow db migrate`` only when the cluster or the
+Airflow version changed since the last run.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+from analytics_hub.stack.net import free_port, port_is_free, project_root
+from analytics_hub.stack.postgres import PrivatePostgres
+
+AIRFLOW_DATABASE = "airflow"
+DEFAULT_API_PORT = 8080
+PASSWORDS_FILE_NAME = "simple_auth_manager_passwords.json.generated"
+_MIGRATE_STAMP = ".hub-db-migrate.stamp"
+
+
+def default_airflow_home(project: Path | None = None) -> Path:
+    """``<project>/.local/airflow`` (git-ignored)."""
+    return (project or project_root()) / ".local" / "airflow"
+
+
+def choose_api_port(preferred: int = DEFAULT_API_PORT) -> int:
+    """``preferred`` when it is free on 127.0.0.1, else any free port."""
+    return preferred if port_is_free(preferred) else free_port()
+
+
+def passwords_file(home: Path) -> Path:
+    """Where Airflow 3's simple auth manager writes the generated admin password."""
+    return home / PASSWORDS_FILE_NAME
+
+
+def airflow_env(
+    pg: PrivatePostgres,
+    *,
+    home: Path | None = None,
+    project: Path | None = None,
+    api_port: int | None = None,
+    base: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    """A full process environment (``base``, default ``os.environ``, plus Airflow's settings).
+
+    ``pg`` must be started: the metadata database URL carries its port.
+    """
+    project = project or project_root()
+    home = home or default_airflow_home(project)
+    port = api_port if api_port is not None else choose_api_port()
+    env = dict(os.environ if base is None else base)
+    venv_bin = str(Path(sys.executable).parent)
+    env["PATH"] = os.pathsep.join([venv_bin, env.get("PATH", "")])
+    env.update(
+        {
+            "AIRFLOW_HOME": str(home),
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": pg.sqlalchemy_url(AIRFLOW_DATABASE),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(project / "dags"),
+            "AIRFLOW__CORE__PLUGINS_FOLDER": str(project / "plugins"),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__PARALLELISM": "4",
+            "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords_file(home)),
+            "AIRFLOW__API__PORT": str(port),
+            "AIRFLOW__API__BASE_URL": f"http://localhost:{port}",
+            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://localhost:{port}/execution/",
+        }
+    )
+    return env
+
+
+def _stamp_key(pg: PrivatePostgres, env: Mapping[str, str]) -> str:
+    from importlib.metadata import version
+
+    # PG_VERSION is rewritten by every initdb, so a recreated cluster invalidates the stamp.
+    cluster = pg.data_dir / "PG_VERSION"
+    cluster_id = f"{cluster}:{cluster.stat().st_ino}:{cluster.stat().st_mtime_ns}"
+    database = env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].rsplit("/", 1)[-1]
+    return f"apache-airflow {version('apache-airflow')} {cluster_id} {database}\n"
+
+
+def migrate_once(
+    pg: PrivatePostgres, env: Mapping[str, str], *, force: bool = False
+) -> float | None:
+    """Create the ``airflow`` database and run ``airflow db migrate`` unless already done.
+
+    Returns the seconds the migration took, or None when the stamp said it was current.
+    """
+    home = Path(env["AIRFLOW_HOME"])
+    home.mkdir(parents=True, exist_ok=True)
+    stamp = home / _MIGRATE_STAMP
+    key = _stamp_key(pg, env)
+    if not force and stamp.is_file() and stamp.read_text() == key:
+        return None
+    pg.create_database(AIRFLOW_DATABASE)
+    started = time.monotonic()
+    airflow = shutil.which("airflow", path=env.get("PATH"))
+    if airflow is None:
+        raise FileNotFoundError("the airflow command is not installed in this environment")
+    subprocess.run(
+        [airflow, "db", "migrate"],
+        env=dict(env),
+        check=True,
+    )
+    elapsed = time.monotonic() - started
+    stamp.write_text(key)
+    return elapsed

@@ -1,0 +1,276 @@
+"""Every kind of mess in the contract, one test each, with exact expected values."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import orjson
+import polars as pl
+import pytest
+
+from analytics_hub import parse
+from analytics_hub.fx import FxRates
+from analytics_hub.normalize import Normalized, normalize, pseudonymize
+from analytics_hub.sources import MODULES
+
+KEY = b"test-pseudonym-key"
+
+
+@pytest.fixture(scope="module")
+def rates() -> FxRates:
+    return FxRates.load()
+
+
+def metric(**data: Any) -> dict[str, Any]:
+    """A well-formed observatory record; keyword arguments replace payload fields."""
+    payload: dict[str, Any] = {
+        "request_id": "req-1",
+        "model_id": "gpt-x",
+        "asset_id": "asset-1",
+        "region": "eu-west-1",
+        "service": "chat",
+        "total_latency_ms": 120.5,
+        "input_tokens": 10,
+        "output_tokens": 20,
+        "status": "ok",
+    }
+    payload.update(data)
+    return {
+        "event_id": "obs-1",
+        "timestamp": "2026-11-26T13:05:01Z",
+        "ingested_at": "2026-11-26T13:05:02Z",
+        "source_module": "llm-observatory",
+        "event_type": "request.completed",
+        "schema_version": "1.4.0",
+        "severity": "info",
+        "environment": "production",
+        "tags": {"region": "eu-west-1"},
+        "data": {k: v for k, v in payload.items() if v is not None},
+    }
+
+
+def run(module: str, entity: str, records: list[dict[str, Any]], rates: FxRates) -> Normalized:
+    spec = MODULES[module]
+    body = orjson.dumps({"status": "success", "data": records, "next_page_token": None})
+    frame, token = parse.read_page(body, spec.entity(entity))
+    assert token is None
+    return normalize(frame, spec, spec.entity(entity), rates=rates, pseudonym_key=KEY)
+
+
+def one(result: Normalized, column: str) -> Any:
+    assert result.rejects.is_empty(), result.rejects.to_dicts()
+    assert result.rows.height == 1
+    return result.rows[column][0]
+
+
+def reasons(result: Normalized) -> list[str]:
+    assert result.rows.is_empty()
+    return result.rejects["reason"].to_list()
+
+
+@pytest.mark.parametrize(
+    ("wire", "expected"),
+    [
+        ("2026-11-26T13:05:01Z", datetime(2026, 11, 26, 13, 5, 1, tzinfo=UTC)),
+        ("2026-11-26T13:05:01.123Z", datetime(2026, 11, 26, 13, 5, 1, 123000, tzinfo=UTC)),
+        ("2026-11-26T18:35:01+05:30", datetime(2026, 11, 26, 13, 5, 1, tzinfo=UTC)),
+        ("2026-11-26T05:05:01-08:00", datetime(2026, 11, 26, 13, 5, 1, tzinfo=UTC)),
+        ("2026-11-26T13:05:01", datetime(2026, 11, 26, 13, 5, 1, tzinfo=UTC)),
+        (1_795_698_301, datetime(2026, 11, 26, 13, 5, 1, tzinfo=UTC)),
+        (1_795_698_301.5, datetime(2026, 11, 26, 13, 5, 1, 500000, tzinfo=UTC)),
+        (1_795_698_301_250, datetime(2026, 11, 26, 13, 5, 1, 250000, tzinfo=UTC)),
+    ],
+    ids=["iso-z", "iso-fraction", "offset-plus", "offset-minus", "zoneless-utc", "epoch-s",
+         "epoch-s-float", "epoch-ms"],
+)
+def test_timestamps_become_utc(wire: Any, expected: datetime, rates: FxRates) -> None:
+    record = metric()
+    record["timestamp"] = wire
+    assert one(run("observatory", "metrics", [record], rates), "event_time") == expected
+
+
+def test_zoneless_time_is_in_the_modules_local_zone(rates: FxRates) -> None:
+    """costops sends zoneless times in America/New_York: EST in winter, EDT in summer."""
+    record = cost_record(usage_start="2026-11-26T08:00:00", usage_end="2026-07-01T08:00:00")
+    result = run("costops", "cost_records", [record], rates)
+    assert one(result, "usage_start") == datetime(2026, 11, 26, 13, 0, tzinfo=UTC)
+    assert one(result, "usage_end") == datetime(2026, 7, 1, 12, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "ms"),
+    [
+        ("total_latency_ms", 120.5, 120.5),
+        ("total_latency_s", "0.1205", 120.5),
+        ("total_latency_us", 120500, 120.5),
+        ("total_latency_ns", 120500000, 120.5),
+    ],
+)
+def test_durations_become_ms(field: str, value: Any, ms: float, rates: FxRates) -> None:
+    record = metric()
+    del record["data"]["total_latency_ms"]
+    record["data"][field] = value
+    assert one(run("observatory", "metrics", [record], rates), "latency_ms") == pytest.approx(ms)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "size"),
+    [
+        ("response_bytes", 2048, 2048),
+        ("response_size_kb", "2.048", 2048),
+        ("response_size_kib", 2, 2048),
+        ("response_size_mb", 0.002048, 2048),
+    ],
+)
+def test_sizes_become_bytes(field: str, value: Any, size: int, rates: FxRates) -> None:
+    record = metric(**{field: value})
+    assert one(run("observatory", "metrics", [record], rates), "response_bytes") == size
+
+
+def test_numbers_may_arrive_as_strings(rates: FxRates) -> None:
+    record = metric(input_tokens="10", output_tokens=" 20 ")
+    result = run("observatory", "metrics", [record], rates)
+    assert (one(result, "input_tokens"), one(result, "output_tokens")) == (10, 20)
+
+
+def test_camel_case_envelope_and_renamed_fields(rates: FxRates) -> None:
+    record = metric(model_id=None, model="gpt-y")
+    for snake, camel in [("event_id", "eventId"), ("event_type", "eventType"),
+                         ("schema_version", "version"), ("source_module", "source"),
+                         ("ingested_at", "ingestedAt")]:
+        record[camel] = record.pop(snake)
+    result = run("observatory", "metrics", [record], rates)
+    assert one(result, "event_id") == "obs-1"
+    assert one(result, "model_id") == "gpt-y"
+    assert one(result, "schema_version") == "1.4.0"
+    assert one(result, "source_module") == "llm-observatory"
+
+
+def test_tags_are_kept_as_json(rates: FxRates) -> None:
+    assert orjson.loads(one(run("observatory", "metrics", [metric()], rates), "tags")) == {
+        "region": "eu-west-1"
+    }
+
+
+def cost_record(**data: Any) -> dict[str, Any]:
+    payload: dict[str, Any] = {
+        "cost_record_id": "cost-1",
+        "account_id": "acct-1",
+        "asset_id": "asset-1",
+        "model_id": "gpt-x",
+        "usage_start": "2026-11-26T13:00:00Z",
+        "usage_end": "2026-11-26T14:00:00Z",
+        "input_tokens": 1000,
+        "output_tokens": 500,
+        "cost": "12.34",
+        "cost_unit": "USD",
+        "record_version": 1,
+    }
+    payload.update(data)
+    return {
+        "event_id": "cost-evt-1",
+        "timestamp": "2026-11-26T14:00:00Z",
+        "ingested_at": "2026-11-26T14:00:05Z",
+        "event_type": "cost.recorded",
+        "data": {k: v for k, v in payload.items() if v is not None},
+    }
+
+
+def rate_on(rates: FxRates, currency: str, day: str) -> Decimal:
+    table = rates.table.filter(
+        (pl.col("currency") == currency) & (pl.col("date") <= datetime.fromisoformat(day).date())
+    )
+    return Decimal(str(table["usd_per_unit"][-1]))
+
+
+@pytest.mark.parametrize(
+    ("cost", "unit", "usd"),
+    [
+        ("12.34", "USD", Decimal("12.34")),
+        (1234, "cents", Decimal("12.34")),
+        (12340000, "micro-USD", Decimal("12.34")),
+    ],
+)
+def test_cost_units_become_usd(cost: Any, unit: str, usd: Decimal, rates: FxRates) -> None:
+    result = run("costops", "cost_records", [cost_record(cost=cost, cost_unit=unit)], rates)
+    assert one(result, "cost_usd") == usd
+
+
+@pytest.mark.parametrize("currency", ["EUR", "GBP"])
+def test_foreign_cost_uses_the_rate_of_the_records_day(currency: str, rates: FxRates) -> None:
+    result = run("costops", "cost_records", [cost_record(cost="12.34", cost_unit=currency)], rates)
+    expected = (Decimal("12.34") * rate_on(rates, currency, "2026-11-26")).quantize(Decimal("1e-6"))
+    assert one(result, "cost_usd") == expected
+
+
+def test_revenue_in_minor_units(rates: FxRates) -> None:
+    record = {
+        "event_id": "mkt-1",
+        "timestamp": "2026-11-26T13:00:00Z",
+        "ingested_at": "2026-11-26T13:00:01Z",
+        "event_type": "revenue.recorded",
+        "data": {"extension_id": "ext-1", "period_start": "2026-11-25T00:00:00Z",
+                 "amount": 1999, "currency": "EUR", "amount_unit": "minor"},
+    }
+    result = run("marketplace", "revenue", [record], rates)
+    expected = (Decimal("19.99") * rate_on(rates, "EUR", "2026-11-25")).quantize(Decimal("1e-6"))
+    assert one(result, "amount_usd") == expected
+
+
+def test_personal_fields_are_pseudonymized_with_the_key(rates: FxRates) -> None:
+    record = {
+        "event_id": "sec-1",
+        "timestamp": "2026-11-26T13:00:00Z",
+        "ingested_at": "2026-11-26T13:00:01Z",
+        "event_type": "threat.detected",
+        "data": {"threat_id": "t-1", "security_type": "threat", "threat_type": "jailbreak",
+                 "threat_level": "high", "severity_score": 7.5, "mitigation_status": "blocked",
+                 "asset_id": "asset-1", "source_ip": "203.0.113.9", "user_id": "alice"},
+    }
+    result = run("sentinel", "security_events", [record], rates)
+    assert one(result, "user_id") == pseudonymize(pl.Series(["alice"]), KEY)[0]
+    assert one(result, "user_id") != pseudonymize(pl.Series(["alice"]), b"other-key")[0]
+    assert len(one(result, "source_ip")) == 64
+    assert "alice" not in str(result.rows.to_dicts())
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        ({"request_id": None}, "missing_required:request_id"),
+        ({"total_latency_ms": None}, "missing_required:latency_ms"),
+        ({"status": "maybe"}, "unknown_enum:status"),
+        ({"input_tokens": -5}, "negative_number:input_tokens"),
+        ({"output_tokens": "twelve"}, "unparseable_number:output_tokens"),
+        ({"total_latency_ms": "fast"}, "unparseable_number:latency_ms"),
+        ({"input_tokens": 1.5}, "unparseable_number:input_tokens"),
+    ],
+)
+def test_bad_records_are_rejected_with_a_reason(
+    change: dict[str, Any], reason: str, rates: FxRates
+) -> None:
+    good = metric()
+    good["event_id"] = "obs-good"
+    result = run("observatory", "metrics", [metric(**change), good], rates)
+    assert result.rows["event_id"].to_list() == ["obs-good"]
+    assert result.rejects["reason"].to_list() == [reason]
+    assert result.rejects["_row"].to_list() == [0]
+
+
+def test_unparseable_time_is_rejected(rates: FxRates) -> None:
+    record = metric()
+    record["timestamp"] = "26/11/2026 13:05"
+    assert reasons(run("observatory", "metrics", [record], rates)) == ["unparseable_time:event_time"]
+
+
+def test_every_reason_is_reported(rates: FxRates) -> None:
+    record = metric(status="maybe", input_tokens=-1)
+    assert reasons(run("observatory", "metrics", [record], rates)) == [
+        "negative_number:input_tokens;unknown_enum:status"
+    ]
+
+
+def test_enum_casing_is_normalized(rates: FxRates) -> None:
+    assert one(run("observatory", "metrics", [metric(status="OK")], rates), "status") == "ok"

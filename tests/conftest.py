@@ -1,0 +1,53 @@
+"""Session fixtures for services the tests start themselves: no Docker, no system services.
+
+- ``private_pg``: a PostgreSQL cluster from the installed server binaries, in a temp dir,
+  on a free port of 127.0.0.1 (durability off for speed).
+- ``new_database``: a factory that creates a fresh, uniquely named database in it.
+- ``s3_server``: moto in server mode on a free port, with one empty bucket.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from analytics_hub.stack.postgres import PrivatePostgres
+from analytics_hub.stack.s3 import MotoS3Server
+
+
+@pytest.fixture(scope="session")
+def private_pg() -> Iterator[PrivatePostgres]:
+    # Not pytest's tmp_path: that lives in a 0700 directory the unprivileged account that
+    # runs PostgreSQL under root cannot enter. A short path also keeps the socket path legal.
+    root = Path(tempfile.mkdtemp(prefix="hub-pg-"))
+    root.chmod(0o755)
+    pg = PrivatePostgres(root / "data")
+    try:
+        with pg:
+            yield pg
+    finally:
+        pg.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def new_database(private_pg: PrivatePostgres) -> Callable[[str], str]:
+    """Create a fresh database named after ``prefix``; return its libpq DSN."""
+
+    def create(prefix: str = "test") -> str:
+        name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+        private_pg.create_database(name)
+        return private_pg.dsn(name)
+
+    return create
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[MotoS3Server]:
+    with MotoS3Server() as server:
+        yield server

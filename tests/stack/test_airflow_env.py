@@ -1,0 +1,46 @@
+"""The local Airflow environment points at the private cluster and migrates only once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from analytics_hub.stack.airflow_env import airflow_env, migrate_once
+from analytics_hub.stack.net import port_is_free
+from analytics_hub.stack.postgres import PrivatePostgres
+
+
+def test_env_settings(private_pg: PrivatePostgres, tmp_path: Path) -> None:
+    env = airflow_env(private_pg, home=tmp_path / "af", project=tmp_path, api_port=8123, base={})
+    assert env["AIRFLOW_HOME"] == str(tmp_path / "af")
+    assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] == (
+        f"postgresql+psycopg://postgres@127.0.0.1:{private_pg.port}/airflow"
+    )
+    assert env["AIRFLOW__CORE__DAGS_FOLDER"] == str(tmp_path / "dags")
+    assert env["AIRFLOW__CORE__PLUGINS_FOLDER"] == str(tmp_path / "plugins")
+    assert env["AIRFLOW__CORE__LOAD_EXAMPLES"] == "False"
+    assert env["AIRFLOW__CORE__EXECUTOR"] == "LocalExecutor"
+    assert env["AIRFLOW__CORE__PARALLELISM"] == "4"
+    assert env["AIRFLOW__API__PORT"] == "8123"
+    assert env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] == "http://localhost:8123/execution/"
+
+
+def test_default_api_port_is_free(private_pg: PrivatePostgres, tmp_path: Path) -> None:
+    port = int(airflow_env(private_pg, home=tmp_path, project=tmp_path)["AIRFLOW__API__PORT"])
+    assert port_is_free(port)
+
+
+@pytest.mark.integration
+def test_migrate_once(private_pg: PrivatePostgres, tmp_path: Path) -> None:
+    env = airflow_env(private_pg, home=tmp_path / "af", project=tmp_path)
+    took = migrate_once(private_pg, env)
+    assert took is not None
+    assert migrate_once(private_pg, env) is None  # stamped: nothing to do
+    with psycopg.connect(private_pg.dsn("airflow")) as conn:
+        tables = conn.execute(
+            "select count(*) from information_schema.tables where table_name in "
+            "('dag', 'task_instance', 'alembic_version')"
+        ).fetchone()
+    assert tables == (3,)
