@@ -47,16 +47,15 @@ def _client(url: str) -> Any:
     return ModuleClient(OBSERVATORY, Endpoint(f"{url}/observatory", TOKEN), settings)
 
 
-def _window(records: int) -> Any:
+def _window(minutes: int) -> Any:
+    """The simulator spreads a module's hourly volume evenly over the hour."""
     from analytics_hub.windows import Window
 
-    # the simulator spreads a module's hourly volume over the hour: one hour holds them all
-    del records
-    return Window(WINDOW_START, WINDOW_START + timedelta(hours=1))
+    return Window(WINDOW_START, WINDOW_START + timedelta(minutes=minutes))
 
 
-def fetch_only(url: str, records: int) -> dict[str, Any]:
-    window = _window(records)
+def fetch_only(url: str, minutes: int) -> dict[str, Any]:
+    window = _window(minutes)
     started = time.perf_counter()
     received = pages = 0
     with _client(url) as client:
@@ -66,7 +65,7 @@ def fetch_only(url: str, records: int) -> dict[str, Any]:
     return {"seconds": time.perf_counter() - started, "bytes": received, "pages": pages}
 
 
-def hub(url: str, records: int, bulk: bool) -> dict[str, Any]:
+def hub(url: str, minutes: int, bulk: bool) -> dict[str, Any]:
     from analytics_hub.fx import FxRates
     from analytics_hub.ingest import ingest_window
     from analytics_hub.lake import Lake
@@ -79,7 +78,7 @@ def hub(url: str, records: int, bulk: bool) -> dict[str, Any]:
         manifest = ingest_window(
             OBSERVATORY,
             OBSERVATORY.entity("metrics"),
-            _window(records),
+            _window(minutes),
             client=client,
             lake=lake,
             rates=FxRates.load(),
@@ -91,7 +90,7 @@ def hub(url: str, records: int, bulk: bool) -> dict[str, Any]:
             "dead_lettered": manifest.dead_lettered, "peak_rss_mb": _peak_rss_mb()}
 
 
-def baseline(url: str, records: int) -> dict[str, Any]:
+def baseline(url: str, minutes: int) -> dict[str, Any]:
     """The plain way: json_normalize each page, fix columns one by one, to_parquet."""
     import numpy as np
     import orjson
@@ -100,7 +99,7 @@ def baseline(url: str, records: int) -> dict[str, Any]:
     pulled = 0
     with tempfile.TemporaryDirectory() as out, _client(url) as client:
         started = time.perf_counter()
-        for page in client.pages("/api/v1/metrics", _window(records)):
+        for page in client.pages("/api/v1/metrics", _window(minutes)):
             frame = pd.json_normalize(orjson.loads(page.body)["data"])
             pulled += len(frame)
             frame.columns = [c.removeprefix("data.") for c in frame.columns]
@@ -143,9 +142,9 @@ CONTENDERS = {"fetch": fetch_only, "hub_paged": lambda u, r: hub(u, r, bulk=Fals
               "hub_ndjson": lambda u, r: hub(u, r, bulk=True), "baseline": baseline}
 
 
-def run_isolated(name: str, url: str, records: int) -> dict[str, Any]:
+def run_isolated(name: str, url: str, minutes: int = 60) -> dict[str, Any]:
     result = subprocess.run(
-        [sys.executable, __file__, "--worker", name, "--url", url, "--records", str(records)],
+        [sys.executable, __file__, "--worker", name, "--url", url, "--minutes", str(minutes)],
         check=True, capture_output=True, text=True,
     )
     return json.loads(result.stdout.strip().splitlines()[-1])
@@ -156,24 +155,25 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=2_000_000)
     parser.add_argument("--worker", choices=sorted(CONTENDERS))
     parser.add_argument("--url")
+    parser.add_argument("--minutes", type=int, default=60, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        print(json.dumps(CONTENDERS[args.worker](args.url, args.records)))
+        print(json.dumps(CONTENDERS[args.worker](args.url, args.minutes)))
         return
 
     from simulators import SimulatorConfig, SimulatorProcess
 
     config = SimulatorConfig(seed=11, volume={"observatory": args.records})
     with SimulatorProcess(config) as sim:
-        window = _window(args.records)
+        window = _window(60)
         started = time.perf_counter()
         httpx.post(f"{sim.url}/_sim/prerender", params={
             "module": "observatory", "entity": "metrics", **window.query(), "limit": 10_000,
         }, timeout=3600).raise_for_status()
         print(f"simulator pre-rendered {args.records:,} records in "
               f"{time.perf_counter() - started:.1f} s (excluded from every figure)")
-        results = {name: run_isolated(name, sim.url, args.records) for name in CONTENDERS}
-        quarter = run_isolated("hub_ndjson", sim.url, args.records // 4)
+        results = {name: run_isolated(name, sim.url) for name in CONTENDERS}
+        quarter = run_isolated("hub_ndjson", sim.url, minutes=15)
 
     fetch = results["fetch"]
     print(f"\nwindow: {args.records:,} observatory records, "

@@ -51,3 +51,11 @@ def new_database(private_pg: PrivatePostgres) -> Callable[[str], str]:
 def s3_server() -> Iterator[MotoS3Server]:
     with MotoS3Server() as server:
         yield server
+
+
+@pytest.fixture
+def s3_lake_env(s3_server: MotoS3Server, monkeypatch: pytest.MonkeyPatch) -> MotoS3Server:
+    """Point the hub's settings (``HUB_LAKE_URL``, ``HUB_S3_*``) and AWS clients at moto."""
+    for name, value in {**s3_server.env(), **s3_server.hub_env()}.items():
+        monkeypatch.setenv(name, value)
+    return s3_server

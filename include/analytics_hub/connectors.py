@@ -172,17 +172,23 @@ class ModuleClient:
                                 f"{self._describe(path, window)} failed: "
                                 f"{_error_message(response)}"
                             )
-                        pending = b""
-                        for block in response.iter_bytes(chunk_bytes):
-                            pending += block
-                            if len(pending) >= chunk_bytes:
-                                cut = pending.rfind(b"\n") + 1
+                        # a list, not bytes +=: re-concatenating a growing buffer is quadratic
+                        parts: list[bytes] = []
+                        size = 0
+                        for block in response.iter_raw():
+                            parts.append(block)
+                            size += len(block)
+                            if size >= chunk_bytes:
+                                data = b"".join(parts)
+                                cut = data.rfind(b"\n") + 1
                                 if cut:
                                     yielded = True
-                                    yield pending[:cut]
-                                    pending = pending[cut:]
-                        if pending.strip():
-                            yield pending
+                                    yield data[:cut]
+                                    data = data[cut:]
+                                parts, size = [data], len(data)
+                        rest = b"".join(parts)
+                        if rest.strip():
+                            yield rest
                         return
                 except httpx.TransportError as exc:
                     if yielded:

@@ -98,10 +98,15 @@ class Lake:
             raise
 
     @contextmanager
-    def parquet_writer(self, path: str, schema: pa.Schema) -> Iterator[pq.ParquetWriter]:
-        """A streaming Parquet writer (one row group per write) that lands atomically."""
+    def parquet_writer(
+        self, path: str, schema: pa.Schema, **options: Any
+    ) -> Iterator[pq.ParquetWriter]:
+        """A streaming Parquet writer (one row group per write) that lands atomically.
+
+        ``options`` go to ``pyarrow.parquet.ParquetWriter`` (default: zstd compression).
+        """
         with self._staged(path) as staging, self.fs.open_output_stream(staging) as sink:
-            writer = pq.ParquetWriter(sink, schema, compression="zstd")
+            writer = pq.ParquetWriter(sink, schema, **({"compression": "zstd"} | options))
             try:
                 yield writer
             finally:

@@ -13,8 +13,8 @@ from functools import cache
 
 import polars as pl
 
-from analytics_hub.normalize import ROW
-from analytics_hub.sources import Entity
+from analytics_hub.normalize import ROW, TAGS
+from analytics_hub.sources import Entity, Kind
 
 
 @cache
@@ -25,7 +25,7 @@ def record_schema(entity: Entity) -> pl.Struct:
     for field in entity.all_fields:
         target = top if (field.in_envelope or not entity.time_series) else payload
         for name in field.wire_names:
-            target[name] = pl.String()
+            target[name] = TAGS if field.kind is Kind.TAGS else pl.String()
     if entity.time_series:
         top["data"] = pl.Struct(payload)
     return pl.Struct(top)

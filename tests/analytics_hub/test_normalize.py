@@ -148,10 +148,12 @@ def test_camel_case_envelope_and_renamed_fields(rates: FxRates) -> None:
     assert one(result, "source_module") == "llm-observatory"
 
 
-def test_tags_are_kept_as_json(rates: FxRates) -> None:
-    assert orjson.loads(one(run("observatory", "metrics", [metric()], rates), "tags")) == {
-        "region": "eu-west-1"
-    }
+def test_tags_become_a_struct_of_the_platforms_tag_keys(rates: FxRates) -> None:
+    record = metric()
+    record["tags"] = {"region": "eu-west-1", "service": "chat", "unlisted": "raw zone only"}
+    tags = one(run("observatory", "metrics", [record], rates), "tags")
+    assert tags == {"region": "eu-west-1", "model_id": None, "service": "chat", "team": None,
+                    "tenant": None, "deployment": None}
 
 
 def cost_record(**data: Any) -> dict[str, Any]:

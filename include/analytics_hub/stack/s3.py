@@ -7,6 +7,7 @@ and secret are random per server: moto accepts any, and nothing should depend on
 
 from __future__ import annotations
 
+import logging
 import secrets
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
@@ -22,7 +23,10 @@ REGION = "us-east-1"
 class MotoS3Server:
     """moto in server mode on a free port, with one bucket created at start."""
 
-    def __init__(self, bucket: str | None = None, *, region: str = REGION) -> None:
+    def __init__(
+        self, bucket: str | None = None, *, region: str = REGION, quiet: bool = True
+    ) -> None:
+        self.quiet = quiet
         self.bucket = bucket or f"hub-lake-{secrets.token_hex(4)}"
         self.region = region
         self.access_key = f"HUBTEST{secrets.token_hex(6).upper()}"
@@ -56,6 +60,9 @@ class MotoS3Server:
             return self
         from moto.server import ThreadedMotoServer
 
+        if self.quiet:
+            # werkzeug logs every request at INFO; tests make thousands of them.
+            logging.getLogger("werkzeug").setLevel(logging.WARNING)
         # Port 0: the OS picks a free port at bind time, so there is no race to retry.
         server = ThreadedMotoServer(ip_address=HOST, port=0, verbose=False)
         server.start()
