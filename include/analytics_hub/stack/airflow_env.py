@@ -112,3 +112,39 @@ def migrate_once(
     elapsed = time.monotonic() - started
     stamp.write_text(key)
     return elapsed
+
+
+def connections_env(
+    simulator_url: str, tokens: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """``AIRFLOW_CONN_HUB_<MODULE>`` for every module, pointed at a simulator process."""
+    import json
+
+    from analytics_hub.sources import MODULES
+
+    tokens = tokens or {}
+    return {
+        f"AIRFLOW_CONN_{module.conn_id.upper()}": json.dumps(
+            {
+                "conn_type": "http",
+                "host": f"{simulator_url}/{name}",
+                "password": tokens.get(name, f"sim-{name}-token"),
+            }
+        )
+        for name, module in MODULES.items()
+    }
+
+
+def dags_test(
+    env: Mapping[str, str], dag_id: str, conf: Mapping[str, object] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run one DAG run in-process with ``airflow dags test`` (no scheduler); output captured."""
+    import json
+
+    airflow = shutil.which("airflow", path=env.get("PATH"))
+    if airflow is None:
+        raise FileNotFoundError("the airflow command is not installed in this environment")
+    command = [airflow, "dags", "test", dag_id]
+    if conf:
+        command += ["--conf", json.dumps(dict(conf))]
+    return subprocess.run(command, env=dict(env), capture_output=True, text=True, check=False)
