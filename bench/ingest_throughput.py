@@ -25,7 +25,6 @@ import sys
 import tempfile
 import time
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -86,8 +85,13 @@ def hub(url: str, minutes: int, bulk: bool) -> dict[str, Any]:
             bulk=bulk,
         )
         seconds = time.perf_counter() - started
-    return {"seconds": seconds, "records": manifest.pulled, "landed": manifest.landed,
-            "dead_lettered": manifest.dead_lettered, "peak_rss_mb": _peak_rss_mb()}
+    return {
+        "seconds": seconds,
+        "records": manifest.pulled,
+        "landed": manifest.landed,
+        "dead_lettered": manifest.dead_lettered,
+        "peak_rss_mb": _peak_rss_mb(),
+    }
 
 
 def baseline(url: str, minutes: int) -> dict[str, Any]:
@@ -103,17 +107,29 @@ def baseline(url: str, minutes: int) -> dict[str, Any]:
             frame = pd.json_normalize(orjson.loads(page.body)["data"])
             pulled += len(frame)
             frame.columns = [c.removeprefix("data.") for c in frame.columns]
-            for camel, snake in [("eventId", "event_id"), ("eventType", "event_type"),
-                                 ("ingestedAt", "ingested_at"), ("source", "source_module"),
-                                 ("version", "schema_version"), ("model", "model_id")]:
+            for camel, snake in [
+                ("eventId", "event_id"),
+                ("eventType", "event_type"),
+                ("ingestedAt", "ingested_at"),
+                ("source", "source_module"),
+                ("version", "schema_version"),
+                ("model", "model_id"),
+            ]:
                 if camel in frame:
-                    frame[snake] = frame.get(snake, pd.Series(index=frame.index)).fillna(frame.pop(camel))
+                    frame[snake] = frame.get(snake, pd.Series(index=frame.index)).fillna(
+                        frame.pop(camel)
+                    )
             stamp = frame["timestamp"]
             numeric = pd.to_numeric(stamp, errors="coerce")
-            text = pd.to_datetime(stamp.where(numeric.isna()), utc=True, errors="coerce",
-                                  format="ISO8601")
-            epoch = pd.to_datetime(np.where(numeric < 1e11, numeric * 1e3, numeric), unit="ms",
-                                   utc=True, errors="coerce")
+            text = pd.to_datetime(
+                stamp.where(numeric.isna()), utc=True, errors="coerce", format="ISO8601"
+            )
+            epoch = pd.to_datetime(
+                np.where(numeric < 1e11, numeric * 1e3, numeric),
+                unit="ms",
+                utc=True,
+                errors="coerce",
+            )
             frame["event_time"] = text.fillna(pd.Series(epoch, index=frame.index))
             frame["ingested_at"] = pd.to_datetime(frame["ingested_at"], utc=True, format="ISO8601")
             latency = pd.Series(np.nan, index=frame.index)
@@ -124,8 +140,12 @@ def baseline(url: str, minutes: int) -> dict[str, Any]:
                         values = pd.to_numeric(frame.pop(column), errors="coerce") * factor
                         frame[target] = frame.get(target, latency).fillna(values)
             size = pd.Series(np.nan, index=frame.index)
-            for column, factor in [("response_bytes", 1), ("response_size_kb", 1e3),
-                                   ("response_size_kib", 1024), ("response_size_mb", 1e6)]:
+            for column, factor in [
+                ("response_bytes", 1),
+                ("response_size_kb", 1e3),
+                ("response_size_kib", 1024),
+                ("response_size_mb", 1e6),
+            ]:
                 if column in frame:
                     size = size.fillna(pd.to_numeric(frame.pop(column), errors="coerce") * factor)
             frame["response_bytes"] = size.round().astype("Int64")
@@ -138,14 +158,20 @@ def baseline(url: str, minutes: int) -> dict[str, Any]:
     return {"seconds": seconds, "records": pulled, "peak_rss_mb": _peak_rss_mb()}
 
 
-CONTENDERS = {"fetch": fetch_only, "hub_paged": lambda u, r: hub(u, r, bulk=False),
-              "hub_ndjson": lambda u, r: hub(u, r, bulk=True), "baseline": baseline}
+CONTENDERS = {
+    "fetch": fetch_only,
+    "hub_paged": lambda u, r: hub(u, r, bulk=False),
+    "hub_ndjson": lambda u, r: hub(u, r, bulk=True),
+    "baseline": baseline,
+}
 
 
 def run_isolated(name: str, url: str, minutes: int = 60) -> dict[str, Any]:
     result = subprocess.run(
         [sys.executable, __file__, "--worker", name, "--url", url, "--minutes", str(minutes)],
-        check=True, capture_output=True, text=True,
+        check=True,
+        capture_output=True,
+        text=True,
     )
     return json.loads(result.stdout.strip().splitlines()[-1])
 
@@ -167,30 +193,51 @@ def main() -> None:
     with SimulatorProcess(config) as sim:
         window = _window(60)
         started = time.perf_counter()
-        httpx.post(f"{sim.url}/_sim/prerender", params={
-            "module": "observatory", "entity": "metrics", **window.query(), "limit": 10_000,
-        }, timeout=3600).raise_for_status()
-        print(f"simulator pre-rendered {args.records:,} records in "
-              f"{time.perf_counter() - started:.1f} s (excluded from every figure)")
+        httpx.post(
+            f"{sim.url}/_sim/prerender",
+            params={
+                "module": "observatory",
+                "entity": "metrics",
+                **window.query(),
+                "limit": 10_000,
+            },
+            timeout=3600,
+        ).raise_for_status()
+        print(
+            f"simulator pre-rendered {args.records:,} records in "
+            f"{time.perf_counter() - started:.1f} s (excluded from every figure)"
+        )
         results = {name: run_isolated(name, sim.url) for name in CONTENDERS}
         quarter = run_isolated("hub_ndjson", sim.url, minutes=15)
 
     fetch = results["fetch"]
-    print(f"\nwindow: {args.records:,} observatory records, "
-          f"{fetch['bytes'] / 1e6:,.0f} MB of JSON in {fetch['pages']} pages\n")
-    print(f"{'contender':<14}{'seconds':>9}{'records/s':>12}{'peak RSS MB':>13}{'sim+HTTP share':>16}")
+    print(
+        f"\nwindow: {args.records:,} observatory records, "
+        f"{fetch['bytes'] / 1e6:,.0f} MB of JSON in {fetch['pages']} pages\n"
+    )
+    print(
+        f"{'contender':<14}{'seconds':>9}{'records/s':>12}{'peak RSS MB':>13}{'sim+HTTP share':>16}"
+    )
     for name in ("hub_ndjson", "hub_paged", "baseline"):
         r = results[name]
         share = fetch["seconds"] / r["seconds"]
-        print(f"{name:<14}{r['seconds']:>9.2f}{r['records'] / r['seconds']:>12,.0f}"
-              f"{r['peak_rss_mb']:>13,.0f}{share:>15.0%}")
-    print(f"{'fetch only':<14}{fetch['seconds']:>9.2f}"
-          f"{args.records / fetch['seconds']:>12,.0f}{'':>13}{'100%':>16}")
-    best = max(("hub_ndjson", "hub_paged"), key=lambda n: results[n]["records"] / results[n]["seconds"])
-    ratio = (results["baseline"]["seconds"] / results[best]["seconds"])
+        print(
+            f"{name:<14}{r['seconds']:>9.2f}{r['records'] / r['seconds']:>12,.0f}"
+            f"{r['peak_rss_mb']:>13,.0f}{share:>15.0%}"
+        )
+    print(
+        f"{'fetch only':<14}{fetch['seconds']:>9.2f}"
+        f"{args.records / fetch['seconds']:>12,.0f}{'':>13}{'100%':>16}"
+    )
+    best = max(
+        ("hub_ndjson", "hub_paged"), key=lambda n: results[n]["records"] / results[n]["seconds"]
+    )
+    ratio = results["baseline"]["seconds"] / results[best]["seconds"]
     print(f"\nhub ({best}) vs baseline: {ratio:.1f}x faster")
-    print(f"memory: hub_ndjson peak RSS {quarter['peak_rss_mb']:,.0f} MB for a quarter of the "
-          f"window vs {results['hub_ndjson']['peak_rss_mb']:,.0f} MB for all of it")
+    print(
+        f"memory: hub_ndjson peak RSS {quarter['peak_rss_mb']:,.0f} MB for a quarter of the "
+        f"window vs {results['hub_ndjson']['peak_rss_mb']:,.0f} MB for all of it"
+    )
 
 
 if __name__ == "__main__":

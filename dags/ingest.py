@@ -31,10 +31,18 @@ DEFAULT_ARGS = {
     "max_retry_delay": timedelta(minutes=20),
 }
 WINDOW_PARAMS = {
-    "window_start": Param(None, type=["null", "string"], format="date-time",
-                          description="Start of a window to pull instead of the run's interval"),
-    "window_end": Param(None, type=["null", "string"], format="date-time",
-                        description="End (exclusive) of that window"),
+    "window_start": Param(
+        None,
+        type=["null", "string"],
+        format="date-time",
+        description="Start of a window to pull instead of the run's interval",
+    ),
+    "window_end": Param(
+        None,
+        type=["null", "string"],
+        format="date-time",
+        description="End (exclusive) of that window",
+    ),
 }
 
 
@@ -56,6 +64,7 @@ def build_ingest_dag(module: Module) -> DAG:
 
             @task(
                 task_id=f"land_{entity.name}",
+                multiple_outputs=False,  # the manifest is one XCom value
                 outlets=[orchestration.lake_asset(module.name, entity.name)],
             )
             def land(

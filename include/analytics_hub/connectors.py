@@ -31,10 +31,11 @@ RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
 
 @dataclass(frozen=True)
 class Endpoint:
-    """Where a module answers and the token it expects."""
+    """Where a module answers, the token it expects, and the zone of its zoneless times."""
 
     base_url: str
     token: str = field(repr=False)
+    local_timezone: str | None = None  # None: the module's default from the source table
 
 
 @dataclass(frozen=True)
@@ -48,7 +49,7 @@ class PullError(RuntimeError):
     """A pull failed for good; the message says which module, endpoint and window."""
 
 
-class _Retryable(Exception):
+class _RetryableError(Exception):
     def __init__(self, message: str, retry_after: float | None = None):
         super().__init__(message)
         self.retry_after = retry_after
@@ -75,6 +76,7 @@ class ModuleClient:
 
     def __init__(self, module: Module, endpoint: Endpoint, settings: HubSettings):
         self.module = module
+        self.endpoint = endpoint
         self.settings = settings
         self._http = httpx.Client(
             base_url=endpoint.base_url.rstrip("/"),
@@ -85,12 +87,12 @@ class ModuleClient:
 
         def wait(state: RetryCallState) -> float:
             error = state.outcome.exception() if state.outcome else None
-            if isinstance(error, _Retryable) and error.retry_after is not None:
+            if isinstance(error, _RetryableError) and error.retry_after is not None:
                 return min(error.retry_after, settings.http_max_backoff_seconds)
             return float(exponential(state))
 
         self._retrying = Retrying(
-            retry=retry_if_exception(lambda e: isinstance(e, _Retryable)),
+            retry=retry_if_exception(lambda e: isinstance(e, _RetryableError)),
             wait=wait,
             stop=stop_after_attempt(settings.http_max_attempts),
             reraise=True,
@@ -111,9 +113,9 @@ class ModuleClient:
             try:
                 response = self._http.get(path, params=params)
             except httpx.TransportError as exc:
-                raise _Retryable(f"{type(exc).__name__}: {exc}") from exc
+                raise _RetryableError(f"{type(exc).__name__}: {exc}") from exc
             if response.status_code in RETRYABLE_STATUS:
-                raise _Retryable(_error_message(response), _retry_after(response))
+                raise _RetryableError(_error_message(response), _retry_after(response))
             if response.is_error:
                 raise PullError(
                     f"{self._describe(path, window)} failed: {_error_message(response)}"
@@ -122,7 +124,7 @@ class ModuleClient:
 
         try:
             return self._retrying(attempt)
-        except _Retryable as exc:
+        except _RetryableError as exc:
             raise PullError(
                 f"{self._describe(path, window)} failed after "
                 f"{self.settings.http_max_attempts} attempts: {exc}"
@@ -151,7 +153,7 @@ class ModuleClient:
         """
         try:
             yield from self._stream_lines(path, window, chunk_bytes)
-        except _Retryable as exc:
+        except _RetryableError as exc:
             raise PullError(
                 f"{self._describe(path, window)} failed after "
                 f"{self.settings.http_max_attempts} attempts: {exc}"
@@ -165,12 +167,11 @@ class ModuleClient:
                     with self._http.stream("GET", path, params=window.query()) as response:
                         if response.status_code in RETRYABLE_STATUS:
                             response.read()
-                            raise _Retryable(_error_message(response), _retry_after(response))
+                            raise _RetryableError(_error_message(response), _retry_after(response))
                         if response.is_error:
                             response.read()
                             raise PullError(
-                                f"{self._describe(path, window)} failed: "
-                                f"{_error_message(response)}"
+                                f"{self._describe(path, window)} failed: {_error_message(response)}"
                             )
                         # a list, not bytes +=: re-concatenating a growing buffer is quadratic
                         parts: list[bytes] = []
@@ -195,7 +196,7 @@ class ModuleClient:
                         raise PullError(
                             f"{self._describe(path, window)}: stream broke midway: {exc}"
                         ) from exc
-                    raise _Retryable(f"{type(exc).__name__}: {exc}") from exc
+                    raise _RetryableError(f"{type(exc).__name__}: {exc}") from exc
 
     def list_ids(self, path: str, key: str, window: Window | None) -> list[str]:
         """The ids listed by a state endpoint (the parent of a fan-out)."""

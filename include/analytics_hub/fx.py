@@ -50,12 +50,16 @@ class FxRates:
         )
         factor = pl.col(money.unit).replace_strict(scale, default=None).cast(_RATE)
         if money.minor_flag is not None:
-            factor = pl.when(pl.col(money.minor_flag) == "minor").then(
-                factor * pl.lit(Decimal("0.01")).cast(_RATE)
-            ).otherwise(factor)
-        rate = pl.when(pl.col("_currency") == "USD").then(
-            pl.lit(Decimal(1)).cast(_RATE)
-        ).otherwise(pl.col("usd_per_unit"))
+            factor = (
+                pl.when(pl.col(money.minor_flag) == "minor")
+                .then(factor * pl.lit(Decimal("0.01")).cast(_RATE))
+                .otherwise(factor)
+            )
+        rate = (
+            pl.when(pl.col("_currency") == "USD")
+            .then(pl.lit(Decimal(1)).cast(_RATE))
+            .otherwise(pl.col("usd_per_unit"))
+        )
         usd = (pl.col(money.amount).cast(_RATE) * factor * rate).round(6).cast(pl.Decimal(38, 6))
         return (
             joined.with_columns(usd.alias(money.output))

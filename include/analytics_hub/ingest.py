@@ -14,8 +14,8 @@ from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from queue import Full, Queue
 from datetime import UTC, datetime
+from queue import Full, Queue
 from typing import Any
 from urllib.parse import quote
 
@@ -129,7 +129,9 @@ def _batches(client: ModuleClient, entity: Entity, window: Window, bulk: bool) -
             yield _Batch(page.number, page.body, page.path, ndjson=False)
         return
     parent = entity.fan_out
-    ids = client.list_ids(parent.parent_path, parent.parent_key, window if parent.parent_windowed else None)
+    ids = client.list_ids(
+        parent.parent_path, parent.parent_key, window if parent.parent_windowed else None
+    )
     number = 0
     for parent_id in ids:
         path = entity.path.format(id=quote(parent_id, safe=""))
@@ -246,7 +248,8 @@ def ingest_window(
     Re-running a window rewrites the same objects, so it leaves the same state.
     """
     started = time.perf_counter()
-    manifest = Manifest(module.name, entity.name, *window.query().values())
+    bounds = window.query()
+    manifest = Manifest(module.name, entity.name, bounds["from"], bounds["to"])
     paths = {zone: lake.path(zone, module.name, entity.name, window) for zone in Zone}
     redeliveries = _Redeliveries(entity, module)
     lineage = {"_window_start": window.start, "_window_end": window.end}
@@ -275,7 +278,14 @@ def ingest_window(
                     records, _ = parse.read_page(batch.body, entity)
             manifest.pulled += records.height
             with clock("normalize"):
-                result = normalize(records, module, entity, rates=rates, pseudonym_key=pseudonym_key)
+                result = normalize(
+                    records,
+                    module,
+                    entity,
+                    rates=rates,
+                    pseudonym_key=pseudonym_key,
+                    local_timezone=client.endpoint.local_timezone,
+                )
                 rows = redeliveries.drop(result.rows)
             manifest.deduplicated += result.rows.height - rows.height
             manifest.landed += rows.height
@@ -319,17 +329,19 @@ def _dead_letters(
 ) -> pl.DataFrame:
     raw = parse.raw_records(batch.body, ndjson=batch.ndjson)
     ids = _record_ids(records, entity)
-    return rejects.join(ids, on=ROW, how="left").with_columns(
-        raw.gather(rejects[ROW]).alias("raw_record")
-    ).select(
-        pl.lit(window.start).cast(UTC_TS).alias("window_start"),
-        pl.lit(window.end).cast(UTC_TS).alias("window_end"),
-        pl.lit(batch.number, dtype=pl.Int32).alias("page"),
-        pl.col(ROW).cast(pl.Int64).alias("row"),
-        pl.col("record_id"),
-        pl.col("reason_code"),
-        pl.col("reason"),
-        pl.col("raw_record"),
+    return (
+        rejects.join(ids, on=ROW, how="left")
+        .with_columns(raw.gather(rejects[ROW]).alias("raw_record"))
+        .select(
+            pl.lit(window.start).cast(UTC_TS).alias("window_start"),
+            pl.lit(window.end).cast(UTC_TS).alias("window_end"),
+            pl.lit(batch.number, dtype=pl.Int32).alias("page"),
+            pl.col(ROW).cast(pl.Int64).alias("row"),
+            pl.col("record_id"),
+            pl.col("reason_code"),
+            pl.col("reason"),
+            pl.col("raw_record"),
+        )
     )
 
 
@@ -341,7 +353,9 @@ def _record_ids(records: pl.DataFrame, entity: Entity) -> pl.DataFrame:
     if "data" in present and isinstance(records.schema["data"], pl.Struct):
         data_fields = {f.name for f in records.schema["data"].fields}
     candidates = [
-        pl.col(name) if (key.in_envelope or not entity.time_series) else pl.col("data").struct.field(name)
+        pl.col(name)
+        if (key.in_envelope or not entity.time_series)
+        else pl.col("data").struct.field(name)
         for name in key.wire_names
         if name in (present if (key.in_envelope or not entity.time_series) else data_fields)
     ]

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from enum import StrEnum
 from typing import Any
 from urllib.parse import urlparse
@@ -37,7 +37,12 @@ class Zone(StrEnum):
 
 PARTITIONING = ds.partitioning(
     pa.schema(
-        [("module", pa.string()), ("entity", pa.string()), ("date", pa.string()), ("hour", pa.string())]
+        [
+            ("module", pa.string()),
+            ("entity", pa.string()),
+            ("date", pa.string()),
+            ("hour", pa.string()),
+        ]
     ),
     flavor="hive",
 )
@@ -91,10 +96,8 @@ class Lake:
             yield staging
             self.fs.move(staging, path)
         except BaseException:
-            try:
+            with suppress(OSError):  # nothing staged yet, or already gone
                 self.fs.delete_file(staging)
-            except (FileNotFoundError, OSError):
-                pass
             raise
 
     @contextmanager
@@ -128,14 +131,21 @@ class Lake:
         """Every window landed for one entity, with partition columns."""
         base = f"{self.root}/{zone}"
         selector = pafs.FileSelector(f"{base}/module={module}/entity={entity}", recursive=True)
-        files = [
-            info.path
-            for info in self.fs.get_file_info(selector)
-            if info.type is pafs.FileType.File and info.path.endswith(".parquet")
-        ] if self.fs.get_file_info(selector.base_dir).type is pafs.FileType.Directory else []
+        files = (
+            [
+                info.path
+                for info in self.fs.get_file_info(selector)
+                if info.type is pafs.FileType.File and info.path.endswith(".parquet")
+            ]
+            if self.fs.get_file_info(selector.base_dir).type is pafs.FileType.Directory
+            else []
+        )
         return ds.dataset(
-            sorted(files), filesystem=self.fs, format="parquet",
-            partitioning=PARTITIONING, partition_base_dir=base,
+            sorted(files),
+            filesystem=self.fs,
+            format="parquet",
+            partitioning=PARTITIONING,
+            partition_base_dir=base,
         )
 
     def read(self, zone: Zone, module: str, entity: str) -> pa.Table:

@@ -124,7 +124,7 @@ class _FieldRules:
     3. ``reasons``: each rule a record breaks, from the texts and the value.
     """
 
-    def __init__(self, module: Module, entity: Entity, field: Field, present: set[str]):
+    def __init__(self, local_timezone: str, entity: Entity, field: Field, present: set[str]):
         self.field = field
         self.texts: dict[str, pl.Expr] = {}
         self.reasons: list[Check] = []
@@ -139,13 +139,13 @@ class _FieldRules:
             if field.default is not None:
                 text = text.fill_null(pl.lit(field.default))
             self.texts[self._text_column()] = text
-            self.value = self._convert(module, pl.col(self._text_column()))
+            self.value = self._convert(local_timezone, pl.col(self._text_column()))
         self._check_range(pl.col(field.name))
 
     def _text_column(self, unit: str = "") -> str:
         return f"_text.{self.field.name}.{unit}"
 
-    def _convert(self, module: Module, text: pl.Expr) -> pl.Expr:
+    def _convert(self, local_timezone: str, text: pl.Expr) -> pl.Expr:
         field, value = self.field, pl.col(self.field.name)
         present = text.is_not_null()
         if field.required:
@@ -162,7 +162,7 @@ class _FieldRules:
             return number
         if field.kind is Kind.TIMESTAMP:
             self.reasons.append(_reason(present & value.is_null(), "unparseable_time", field))
-            return _timestamp(text, module.local_timezone)
+            return _timestamp(text, local_timezone)
         return text
 
     def _unit_family(self, wires: list[pl.Expr]) -> pl.Expr:
@@ -200,9 +200,7 @@ class _FieldRules:
 def pseudonymize(values: pl.Series, key: bytes) -> pl.Series:
     """Keyed hash (HMAC-SHA256, hex) of each value; personal ids are few, so hash uniques."""
     uniques = values.drop_nulls().unique()
-    digests = {
-        v: hmac.new(key, v.encode(), hashlib.sha256).hexdigest() for v in uniques.to_list()
-    }
+    digests = {v: hmac.new(key, v.encode(), hashlib.sha256).hexdigest() for v in uniques.to_list()}
     return values.replace_strict(digests, default=None, return_dtype=pl.String)
 
 
@@ -213,14 +211,19 @@ def normalize(
     *,
     rates: FxRates,
     pseudonym_key: bytes | None,
+    local_timezone: str | None = None,
 ) -> Normalized:
-    """Canonical rows and rejected rows of one batch of wire records (with a ROW column)."""
+    """Canonical rows and rejected rows of one batch of wire records (with a ROW column).
+
+    Zoneless times are read in ``local_timezone``, by default the module's.
+    """
     present = set(records.columns)
     if entity.time_series and "data" in present:
         data_type = records.schema["data"]
         if isinstance(data_type, pl.Struct):
             present |= {f.name for f in data_type.fields}
-    rules = [_FieldRules(module, entity, f, present) for f in entity.all_fields]
+    zone = local_timezone or module.local_timezone
+    rules = [_FieldRules(zone, entity, f, present) for f in entity.all_fields]
     checks = [check for rule in rules for check in rule.reasons]
     frame = (
         records.lazy()

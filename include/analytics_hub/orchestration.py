@@ -65,7 +65,10 @@ def settings_from_airflow() -> HubSettings:
 
 
 def module_endpoint(module: Module) -> Endpoint:
-    """The module's base URL and token, from its Airflow connection ``hub_<module>``."""
+    """The module's base URL, token and local zone, from its Airflow connection ``hub_<module>``.
+
+    The connection's extra ``timezone`` names the zone of the module's zoneless times.
+    """
     conn = _optional_connection(module.conn_id)
     if conn is None or not conn.host:
         raise ConfigurationError(
@@ -77,7 +80,8 @@ def module_endpoint(module: Module) -> Endpoint:
     host = conn.host if "://" in conn.host else f"{conn.schema or 'http'}://{conn.host}"
     if conn.port and "://" not in conn.host:
         host = f"{host}:{conn.port}"
-    return Endpoint(base_url=host, token=conn.password)
+    timezone = conn.extra_dejson.get("timezone")
+    return Endpoint(base_url=host, token=conn.password, local_timezone=timezone)
 
 
 def resolve_window(
@@ -111,4 +115,3 @@ def land_entity(module_name: str, entity_name: str, window: Window) -> dict[str,
             pseudonym_key=key,
         )
     return manifest.to_dict()
-

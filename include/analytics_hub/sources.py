@@ -442,9 +442,7 @@ SENTINEL = Module(
                 ),
                 _req("threat_level", Kind.ENUM, "threat_level", "risk_level", values=LEVELS),
                 _req("severity_score", Kind.FLOAT, minimum=0, maximum=10),
-                _req(
-                    "mitigation_status", Kind.ENUM, values=("blocked", "flagged", "allowed")
-                ),
+                _req("mitigation_status", Kind.ENUM, values=("blocked", "flagged", "allowed")),
                 _req("asset_id"),
                 _opt("source_ip", Kind.PERSONAL),
                 _opt("user_id", Kind.PERSONAL),
@@ -531,6 +529,7 @@ COSTOPS = Module(
 MODULES: dict[str, Module] = {
     m.name: m for m in (REGISTRY, POLICY, MARKETPLACE, OBSERVATORY, SENTINEL, COSTOPS)
 }
+
 
 def get_module(name: str) -> Module:
     try:

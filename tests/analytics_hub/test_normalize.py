@@ -82,8 +82,16 @@ def reasons(result: Normalized) -> list[str]:
         (1_795_698_301.5, datetime(2026, 11, 26, 13, 5, 1, 500000, tzinfo=UTC)),
         (1_795_698_301_250, datetime(2026, 11, 26, 13, 5, 1, 250000, tzinfo=UTC)),
     ],
-    ids=["iso-z", "iso-fraction", "offset-plus", "offset-minus", "zoneless-utc", "epoch-s",
-         "epoch-s-float", "epoch-ms"],
+    ids=[
+        "iso-z",
+        "iso-fraction",
+        "offset-plus",
+        "offset-minus",
+        "zoneless-utc",
+        "epoch-s",
+        "epoch-s-float",
+        "epoch-ms",
+    ],
 )
 def test_timestamps_become_utc(wire: Any, expected: datetime, rates: FxRates) -> None:
     record = metric()
@@ -137,9 +145,13 @@ def test_numbers_may_arrive_as_strings(rates: FxRates) -> None:
 
 def test_camel_case_envelope_and_renamed_fields(rates: FxRates) -> None:
     record = metric(model_id=None, model="gpt-y")
-    for snake, camel in [("event_id", "eventId"), ("event_type", "eventType"),
-                         ("schema_version", "version"), ("source_module", "source"),
-                         ("ingested_at", "ingestedAt")]:
+    for snake, camel in [
+        ("event_id", "eventId"),
+        ("event_type", "eventType"),
+        ("schema_version", "version"),
+        ("source_module", "source"),
+        ("ingested_at", "ingestedAt"),
+    ]:
         record[camel] = record.pop(snake)
     result = run("observatory", "metrics", [record], rates)
     assert one(result, "event_id") == "obs-1"
@@ -152,8 +164,29 @@ def test_tags_become_a_struct_of_the_platforms_tag_keys(rates: FxRates) -> None:
     record = metric()
     record["tags"] = {"region": "eu-west-1", "service": "chat", "unlisted": "raw zone only"}
     tags = one(run("observatory", "metrics", [record], rates), "tags")
-    assert tags == {"region": "eu-west-1", "model_id": None, "service": "chat", "team": None,
-                    "tenant": None, "deployment": None}
+    assert tags == {
+        "region": "eu-west-1",
+        "model_id": None,
+        "service": "chat",
+        "team": None,
+        "tenant": None,
+        "deployment": None,
+    }
+
+
+def test_the_connection_can_set_the_local_zone(rates: FxRates) -> None:
+    spec = MODULES["costops"]
+    body = orjson.dumps({"data": [cost_record(usage_start="2026-11-26T08:00:00")]})
+    frame, _ = parse.read_page(body, spec.entity("cost_records"))
+    result = normalize(
+        frame,
+        spec,
+        spec.entity("cost_records"),
+        rates=rates,
+        pseudonym_key=KEY,
+        local_timezone="Asia/Kolkata",
+    )
+    assert one(result, "usage_start") == datetime(2026, 11, 26, 2, 30, tzinfo=UTC)
 
 
 def cost_record(**data: Any) -> dict[str, Any]:
@@ -213,8 +246,13 @@ def test_revenue_in_minor_units(rates: FxRates) -> None:
         "timestamp": "2026-11-26T13:00:00Z",
         "ingested_at": "2026-11-26T13:00:01Z",
         "event_type": "revenue.recorded",
-        "data": {"extension_id": "ext-1", "period_start": "2026-11-25T00:00:00Z",
-                 "amount": 1999, "currency": "EUR", "amount_unit": "minor"},
+        "data": {
+            "extension_id": "ext-1",
+            "period_start": "2026-11-25T00:00:00Z",
+            "amount": 1999,
+            "currency": "EUR",
+            "amount_unit": "minor",
+        },
     }
     result = run("marketplace", "revenue", [record], rates)
     expected = (Decimal("19.99") * rate_on(rates, "EUR", "2026-11-25")).quantize(Decimal("1e-6"))
@@ -227,9 +265,17 @@ def test_personal_fields_are_pseudonymized_with_the_key(rates: FxRates) -> None:
         "timestamp": "2026-11-26T13:00:00Z",
         "ingested_at": "2026-11-26T13:00:01Z",
         "event_type": "threat.detected",
-        "data": {"threat_id": "t-1", "security_type": "threat", "threat_type": "jailbreak",
-                 "threat_level": "high", "severity_score": 7.5, "mitigation_status": "blocked",
-                 "asset_id": "asset-1", "source_ip": "203.0.113.9", "user_id": "alice"},
+        "data": {
+            "threat_id": "t-1",
+            "security_type": "threat",
+            "threat_type": "jailbreak",
+            "threat_level": "high",
+            "severity_score": 7.5,
+            "mitigation_status": "blocked",
+            "asset_id": "asset-1",
+            "source_ip": "203.0.113.9",
+            "user_id": "alice",
+        },
     }
     result = run("sentinel", "security_events", [record], rates)
     assert one(result, "user_id") == pseudonymize(pl.Series(["alice"]), KEY)[0]
@@ -264,7 +310,9 @@ def test_bad_records_are_rejected_with_a_reason(
 def test_unparseable_time_is_rejected(rates: FxRates) -> None:
     record = metric()
     record["timestamp"] = "26/11/2026 13:05"
-    assert reasons(run("observatory", "metrics", [record], rates)) == ["unparseable_time:event_time"]
+    assert reasons(run("observatory", "metrics", [record], rates)) == [
+        "unparseable_time:event_time"
+    ]
 
 
 def test_every_reason_is_reported(rates: FxRates) -> None:

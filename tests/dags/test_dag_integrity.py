@@ -10,8 +10,17 @@ from airflow.dag_processing.dagbag import DagBag
 from analytics_hub.sources import MODULES
 
 DAGS_FOLDER = Path(__file__).resolve().parents[2] / "dags"
-ALLOWED_TAGS = {"ingest", "lake", "warehouse", "transform", "quality", "feeds", "replay",
-                "maintenance", *MODULES}
+ALLOWED_TAGS = {
+    "ingest",
+    "lake",
+    "warehouse",
+    "transform",
+    "quality",
+    "feeds",
+    "replay",
+    "maintenance",
+    *MODULES,
+}
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +48,9 @@ def test_every_task_is_owned_and_retried(dagbag: DagBag, attribute: str) -> None
     for dag in dagbag.dags.values():
         for task in dag.tasks:
             value = getattr(task, attribute)
-            assert value and value != "airflow", f"{dag.dag_id}.{task.task_id}: {attribute}={value!r}"
+            assert value and value != "airflow", (
+                f"{dag.dag_id}.{task.task_id}: {attribute}={value!r}"
+            )
 
 
 def test_tags_come_from_the_allowed_set(dagbag: DagBag) -> None:

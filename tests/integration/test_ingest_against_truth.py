@@ -57,8 +57,16 @@ def ingest(sim: Any, module: Module, entity: Entity, lake: Lake, **kw: Any) -> M
     settings = load_settings(http_max_backoff_seconds=2.0)
     endpoint = Endpoint(sim.module_url(module.name), f"sim-{module.name}-token")
     with ModuleClient(module, endpoint, settings) as client:
-        return ingest_window(module, entity, kw.pop("window", WINDOW), client=client, lake=lake,
-                             rates=FxRates.load(), pseudonym_key=KEY, **kw)
+        return ingest_window(
+            module,
+            entity,
+            kw.pop("window", WINDOW),
+            client=client,
+            lake=lake,
+            rates=FxRates.load(),
+            pseudonym_key=KEY,
+            **kw,
+        )
 
 
 def landed(lake: Lake, module: Module, entity: Entity) -> pl.DataFrame:
@@ -70,8 +78,9 @@ def local_lake(tmp_path: Path) -> Lake:
 
 
 @pytest.mark.parametrize(("module", "entity"), WITH_TRUTH, ids=IDS)
-def test_clean_window_equals_truth(clean_sim: Any, module: Module, entity: Entity,
-                                   tmp_path: Path) -> None:
+def test_clean_window_equals_truth(
+    clean_sim: Any, module: Module, entity: Entity, tmp_path: Path
+) -> None:
     lake = local_lake(tmp_path)
     manifest = ingest(clean_sim, module, entity, lake)
     truth = compute_truth(CLEAN, module.name, truth_name(entity), WINDOW.start, WINDOW.end)
@@ -79,7 +88,11 @@ def test_clean_window_equals_truth(clean_sim: Any, module: Module, entity: Entit
 
     assert truth["valid"] > 0
     assert (manifest.pulled, manifest.landed, manifest.dead_lettered, manifest.deduplicated) == (
-        truth["pulled"], truth["valid"], 0, 0)
+        truth["pulled"],
+        truth["valid"],
+        0,
+        0,
+    )
     assert rows.height == truth["valid"]
     assert rows.select(entity.key).is_duplicated().sum() == 0
 
@@ -87,8 +100,11 @@ def test_clean_window_equals_truth(clean_sim: Any, module: Module, entity: Entit
     for field, expected in truth["counts"].items():
         actual = Counter(rows[field].drop_nulls().to_list())
         if field in defaults:  # the hub fills the contract's default where it is absent
-            expected = {**expected, defaults[field]: rows.height - sum(
-                n for value, n in expected.items() if value != defaults[field])}
+            expected = {
+                **expected,
+                defaults[field]: rows.height
+                - sum(n for value, n in expected.items() if value != defaults[field]),
+            }
         assert dict(actual) == expected, field
     kinds = {f.name: f.kind for f in entity.all_fields}
     for field, expected in truth["sums"].items():
@@ -172,5 +188,8 @@ def test_paged_and_bulk_pulls_land_the_same_rows(clean_sim: Any, tmp_path: Path)
     paged, bulk = local_lake(tmp_path / "paged"), local_lake(tmp_path / "bulk")
     ingest(clean_sim, module, entity, paged, bulk=False)
     ingest(clean_sim, module, entity, bulk, bulk=True)
-    assert landed(paged, module, entity).sort("event_id").equals(
-        landed(bulk, module, entity).sort("event_id"))
+    assert (
+        landed(paged, module, entity)
+        .sort("event_id")
+        .equals(landed(bulk, module, entity).sort("event_id"))
+    )

@@ -13,6 +13,7 @@ every response, which the raw zone keeps as received.
 from __future__ import annotations
 
 import secrets
+import shutil
 import tempfile
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -83,7 +84,9 @@ class Runs:
                 manifest = self.s3_lake.read_json(info.path)
                 state[info.path] = {k: v for k, v in manifest.items() if k not in TIMING_FIELDS}
             elif "/raw/" in info.path:
-                state[info.path] = [_without_request_meta(b) for b in _raw_bodies(self.s3_lake, info.path)]
+                state[info.path] = [
+                    _without_request_meta(b) for b in _raw_bodies(self.s3_lake, info.path)
+                ]
             else:
                 with self.s3_lake.fs.open_input_stream(info.path) as source:
                     state[info.path] = source.read()
@@ -107,8 +110,11 @@ def _without_request_meta(body: bytes) -> Any:
 @pytest.fixture(scope="module")
 def runs(private_pg: PrivatePostgres, s3_server: MotoS3Server) -> Iterator[Runs]:
     root = Path(tempfile.mkdtemp(prefix="hub-dags-"))
-    root.chmod(0o755)
-    yield Runs(private_pg, s3_server, root)
+    root.chmod(0o755)  # the cluster's unprivileged account reads Airflow's home through it
+    try:
+        yield Runs(private_pg, s3_server, root)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def entities_with_truth() -> list[tuple[str, str, str]]:

@@ -3,7 +3,8 @@
 - ``up``       start the private PostgreSQL cluster (``.local/pg``) and print its DSN
 - ``down``     stop it
 - ``status``   say whether it runs, and where
-- ``airflow``  start it, migrate Airflow's metadata database, then run ``airflow standalone``
+- ``airflow``  start it and the module simulators, migrate Airflow's metadata database,
+               then run ``airflow standalone`` with the hub's connections
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import argparse
 import json
 import os
 import shutil
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -24,6 +26,7 @@ from analytics_hub.stack.airflow_env import (
     migrate_once,
     passwords_file,
 )
+from analytics_hub.stack.local_hub import local_hub_env
 from analytics_hub.stack.postgres import PrivatePostgres
 
 
@@ -58,22 +61,29 @@ def _status(pg: PrivatePostgres) -> int:
 
 
 def _airflow(pg: PrivatePostgres, api_port: int) -> int:
-    pg.start()
-    port = choose_api_port(api_port)
-    env = airflow_env(pg, api_port=port)
-    print(f"airflow metadata: {pg.sqlalchemy_url(AIRFLOW_DATABASE)}")
-    took = migrate_once(pg, env)
-    print("airflow db: up to date" if took is None else f"airflow db migrated in {took:.1f}s")
-    password_file = passwords_file(Path(env["AIRFLOW_HOME"]))
-    print(f"airflow UI: http://localhost:{port}")
-    print(f"  login:    {_login_hint(password_file)}")
-    print("  stop with Ctrl-C, then `make down` to stop postgres")
-    sys.stdout.flush()
-    airflow = shutil.which("airflow", path=env["PATH"])
+    from simulators import SimulatorConfig, SimulatorProcess
+
+    airflow = shutil.which("airflow", path=os.pathsep.join([str(Path(sys.executable).parent)]))
     if airflow is None:
         print("airflow is not installed in this environment: run `make setup`", file=sys.stderr)
         return 1
-    os.execve(airflow, [airflow, "standalone"], env)
+    pg.start()
+    port = choose_api_port(api_port)
+    with SimulatorProcess(SimulatorConfig(seed=42, chaos=0.05, stall_seconds=0.5)) as sim:
+        env = airflow_env(pg, api_port=port) | local_hub_env(sim.url)
+        print(f"airflow metadata: {pg.sqlalchemy_url(AIRFLOW_DATABASE)}")
+        took = migrate_once(pg, env)
+        print("airflow db: up to date" if took is None else f"airflow db migrated in {took:.1f}s")
+        print(f"module simulators: {sim.url} (connections hub_<module> point there)")
+        print(f"lake: {env['HUB_LAKE_URL']}")
+        print(f"airflow UI: http://localhost:{port}")
+        print(f"  login:    {_login_hint(passwords_file(Path(env['AIRFLOW_HOME'])))}")
+        print("  stop with Ctrl-C, then `make down` to stop postgres")
+        sys.stdout.flush()
+        try:
+            return subprocess.run([airflow, "standalone"], env=env, check=False).returncode
+        except KeyboardInterrupt:
+            return 0
 
 
 def _login_hint(password_file: Path) -> str:

@@ -114,9 +114,7 @@ def migrate_once(
     return elapsed
 
 
-def connections_env(
-    simulator_url: str, tokens: Mapping[str, str] | None = None
-) -> dict[str, str]:
+def connections_env(simulator_url: str, tokens: Mapping[str, str] | None = None) -> dict[str, str]:
     """``AIRFLOW_CONN_HUB_<MODULE>`` for every module, pointed at a simulator process."""
     import json
 
