@@ -7,6 +7,7 @@ help. A pull that finally fails raises ``PullError`` naming module, endpoint and
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ from analytics_hub.sources import Module
 from analytics_hub.windows import Window
 
 RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -91,10 +93,22 @@ class ModuleClient:
                 return min(error.retry_after, settings.http_max_backoff_seconds)
             return float(exponential(state))
 
+        def log_retry(state: RetryCallState) -> None:
+            error = state.outcome.exception() if state.outcome else None
+            pause = state.next_action.sleep if state.next_action else 0.0
+            log.warning(
+                "%s: attempt %d failed (%s); retrying in %.1f s",
+                module.service,
+                state.attempt_number,
+                error,
+                pause,
+            )
+
         self._retrying = Retrying(
             retry=retry_if_exception(lambda e: isinstance(e, _RetryableError)),
             wait=wait,
             stop=stop_after_attempt(settings.http_max_attempts),
+            before_sleep=log_retry,
             reraise=True,
         )
 

@@ -21,6 +21,7 @@ from urllib.parse import quote
 
 import polars as pl
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from analytics_hub import parse
 from analytics_hub.connectors import ModuleClient
@@ -113,7 +114,10 @@ class _Redeliveries:
         keys = rows.select(
             pl.concat_str([pl.col(k).cast(pl.String) for k in self.key], separator="\x1f")
         ).to_series()
-        fresh = [k not in self.seen and not self.seen.add(k) for k in keys]  # type: ignore[func-returns-value]
+        fresh: list[bool] = []
+        for key in keys:  # in order, so a page's own repeats count as redeliveries too
+            fresh.append(key not in self.seen)
+            self.seen.add(key)
         return rows.filter(pl.Series(fresh, dtype=pl.Boolean))
 
 
@@ -151,12 +155,11 @@ class _BackgroundWrites:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-write")
         self._pending: Future[None] | None = None
 
-    def write(self, *writers_and_tables: Any) -> None:
+    def write(self, *items: tuple[pq.ParquetWriter, pa.Table]) -> None:
         self.wait()
-        pairs = list(zip(writers_and_tables[::2], writers_and_tables[1::2], strict=True))
 
         def write_all() -> None:
-            for writer, table in pairs:
+            for writer, table in items:
                 if table.num_rows:
                     writer.write_table(table)
 
@@ -299,7 +302,7 @@ def ingest_window(
                 good = rows.drop(ROW).with_columns(
                     pl.lit(value).cast(UTC_TS).alias(name) for name, value in lineage.items()
                 )
-                background.write(raw_out, raw, good_out, good.to_arrow().cast(good_schema))
+                background.write((raw_out, raw), (good_out, good.to_arrow().cast(good_schema)))
                 if result.rejects.height:
                     dead = _dead_letters(result.rejects, records, batch, entity, window)
                     for code, count in dead.group_by("reason_code").len().iter_rows():

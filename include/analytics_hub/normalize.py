@@ -29,7 +29,6 @@ from analytics_hub.sources import (
 ROW = "_row"  # position of the record in its page: ties a reject back to its raw text
 UTC_TS = pl.Datetime("us", "UTC")
 MONEY = pl.Decimal(38, 6)
-_DECIMAL_IN = pl.Decimal(38, 12)
 
 _ISO = "%Y-%m-%dT%H:%M:%S%.f"
 _EPOCH_MS_FROM = 1e11  # the contract: a number below this is epoch seconds, else ms
@@ -87,7 +86,12 @@ def _timestamp(text: pl.Expr, local_timezone: str) -> pl.Expr:
     epoch_us = (
         pl.when(epoch.abs() < _EPOCH_MS_FROM).then(epoch * 1e6).otherwise(epoch * 1e3).round()
     ).cast(pl.Int64, strict=False)
-    zoned = text.str.ends_with("Z") | text.str.slice(-6, 1).is_in(["+", "-"])
+    sign = ["+", "-"]  # an offset ends the text: +05:30 or +0530
+    zoned = (
+        text.str.ends_with("Z")
+        | text.str.slice(-6, 1).is_in(sign)
+        | text.str.slice(-5, 1).is_in(sign)
+    )
     if local_timezone == "UTC":  # the common case: one parse, zoneless read as +00:00
         iso = pl.when(zoned).then(text).otherwise(text + "+00:00")
         parsed = _parse_zoned(iso)

@@ -193,3 +193,24 @@ def test_paged_and_bulk_pulls_land_the_same_rows(clean_sim: Any, tmp_path: Path)
         .sort("event_id")
         .equals(landed(bulk, module, entity).sort("event_id"))
     )
+
+
+def test_an_unbalanced_batch_fails_loudly_and_publishes_nothing(
+    clean_sim: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """If a record went missing between pull and land, the window must not look complete."""
+    import analytics_hub.ingest as ingest_module
+
+    real_normalize = ingest_module.normalize
+
+    def losing_one_row(*args: Any, **kwargs: Any) -> Any:
+        result = real_normalize(*args, **kwargs)
+        return type(result)(rows=result.rows.slice(1), rejects=result.rejects)
+
+    monkeypatch.setattr(ingest_module, "normalize", losing_one_row)
+    module = MODULES["policy"]
+    entity = module.entity("violations")
+    lake = local_lake(tmp_path)
+    with pytest.raises(ingest_module.BalanceError, match=r"pulled \d+ != landed"):
+        ingest(clean_sim, module, entity, lake)
+    assert [p for p in tmp_path.rglob("*") if p.is_file()] == []

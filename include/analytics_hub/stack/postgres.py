@@ -13,12 +13,15 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import hashlib
 import os
 import pwd
 import shlex
 import shutil
 import signal
+import stat
 import subprocess
+import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -75,6 +78,22 @@ def find_bindir() -> Path:
     )
 
 
+def _default_dir() -> Path:
+    """``.local/pg`` in the project, unless the server's account could not reach it there.
+
+    A checkout under a private home (``/root`` is 0700) cannot host a cluster that runs as
+    an unprivileged account; then the cluster lives in a per-project temp dir instead.
+    """
+    project = project_root()
+    preferred = project / ".local" / "pg"
+    if os.geteuid() != 0 or all(
+        parent.stat().st_mode & stat.S_IXOTH for parent in [project, *project.parents]
+    ):
+        return preferred
+    digest = hashlib.sha1(str(project).encode()).hexdigest()[:8]
+    return Path(tempfile.gettempdir()) / f"hub-pg-{digest}"
+
+
 def _default_run_as() -> str | None:
     if os.geteuid() != 0:
         return None
@@ -107,8 +126,8 @@ class PrivatePostgres:
         settings: Mapping[str, str] | None = None,
         start_timeout: float = 60.0,
     ) -> None:
-        default_dir = os.environ.get("HUB_PG_DATA_DIR") or project_root() / ".local" / "pg"
-        self.data_dir = Path(data_dir or default_dir).resolve()
+        self.data_dir = Path(data_dir or os.environ.get("HUB_PG_DATA_DIR") or _default_dir())
+        self.data_dir = self.data_dir.resolve()
         self.host = HOST
         self.user = SUPERUSER
         self.durable = durable

@@ -1,0 +1,354 @@
+"""Load normalized windows from the lake into the warehouse's landing tables.
+
+One landing table per entity, ``landing.<module>__<entity>``: the entity's canonical
+columns (``normalize.output_schema``) plus the lineage columns ``_window_start`` and
+``_window_end``. Loading a window replaces exactly that window's rows, in one transaction:
+delete the window, then ``COPY`` the lake object in. A failure or a killed process leaves
+the previous rows; a re-run replaces them, never duplicates them. dbt builds on these
+tables.
+
+The rows travel as CSV through ``COPY FROM STDIN``: Arrow record batches are read from the
+Parquet object and rendered to CSV by Arrow's writer on a background thread while the
+previous chunk is on the wire, so the client's encoding overlaps the server's parsing and
+memory stays flat in the size of the window. Arrow quotes every string value and writes a
+null as an empty unquoted field, which is exactly what ``COPY (format csv)`` reads as null,
+so an empty string stays an empty string and a null stays null.
+"""
+
+from __future__ import annotations
+
+import io
+import threading
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import closing
+from dataclasses import dataclass
+from queue import Empty, Full, Queue
+from typing import Any, TypeAlias
+
+import polars as pl
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+from psycopg import Connection, sql
+
+from analytics_hub.ingest import LINEAGE_COLUMNS
+from analytics_hub.lake import Lake, Zone
+from analytics_hub.normalize import output_schema
+from analytics_hub.sources import MODULES, Entity, Module, get_module
+from analytics_hub.windows import Window
+
+LANDING_SCHEMA = "landing"
+WINDOW_START, WINDOW_END = LINEAGE_COLUMNS
+# Rows per Arrow batch, and so per CSV chunk on the wire (~20 MB for telemetry rows):
+# big enough that per-chunk overhead vanishes, small enough that two chunks stay cheap.
+BATCH_ROWS = 65_536
+_PREFETCH_DEPTH = 2
+_CSV = pacsv.WriteOptions(include_header=False, quoting_style="needed", batch_size=BATCH_ROWS)
+# Serializes DDL of concurrent tasks: ``create ... if not exists`` races on the catalog.
+_DDL_LOCK_KEY = "analytics_hub.warehouse.ddl"
+
+WarehouseConnection: TypeAlias = Connection[Any]
+
+
+class MissingWindowError(FileNotFoundError):
+    """The lake holds no normalized object for the window: it was never ingested."""
+
+
+class LandingSchemaError(ValueError):
+    """A lake object's columns do not fit the entity's landing table."""
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    module: str
+    entity: str
+    window: Window
+    table: str
+    source: str  # the lake object, as a URI
+    rows: int  # rows loaded
+    replaced: int  # rows of the window that were there before and were deleted
+    seconds: float
+
+    @property
+    def rows_per_second(self) -> float:
+        return self.rows / self.seconds if self.seconds else 0.0
+
+
+# -- DDL ------------------------------------------------------------------------------------
+
+
+def postgres_type(dtype: pl.DataType) -> str:
+    """The PostgreSQL column type of a canonical Polars type."""
+    if isinstance(dtype, pl.Datetime):
+        return "timestamptz" if dtype.time_zone else "timestamp"
+    if isinstance(dtype, pl.Decimal):
+        return f"numeric({dtype.precision},{dtype.scale})" if dtype.precision else "numeric"
+    if isinstance(dtype, pl.Struct):
+        return "jsonb"
+    simple: dict[type[pl.DataType], str] = {
+        pl.String: "text",
+        pl.Int64: "bigint",
+        pl.Int32: "integer",
+        pl.Int16: "smallint",
+        pl.Float64: "double precision",
+        pl.Float32: "real",
+        pl.Boolean: "boolean",
+        pl.Date: "date",
+    }
+    try:
+        return simple[type(dtype)]
+    except KeyError:
+        raise TypeError(f"no PostgreSQL type for the Polars type {dtype}") from None
+
+
+def landing_table(module: str, entity: str) -> str:
+    """``landing.<module>__<entity>``, the landing table of one entity."""
+    return f"{LANDING_SCHEMA}.{_table_name(module, entity)}"
+
+
+def landing_columns(entity: Entity) -> dict[str, str]:
+    """Column → PostgreSQL type of an entity's landing table, in table order."""
+    schema = dict(output_schema(entity)) | LINEAGE_COLUMNS
+    return {name: postgres_type(dtype) for name, dtype in schema.items()}
+
+
+def ensure_landing_tables(
+    conn: WarehouseConnection, modules: Iterable[Module] | None = None
+) -> list[str]:
+    """Create the landing schema, tables and window indexes that are missing; return tables.
+
+    Idempotent. A column added to the source table since the table was created is added to
+    it (nullable); nothing is dropped or retyped. Existing tables are only altered when a
+    column is missing, so this takes no exclusive lock on the tables of a running load.
+    """
+    tables: list[str] = []
+    with conn.transaction(), conn.cursor() as cursor:
+        cursor.execute("select pg_advisory_xact_lock(hashtextextended(%s, 0))", (_DDL_LOCK_KEY,))
+        cursor.execute(
+            sql.SQL("create schema if not exists {}").format(sql.Identifier(LANDING_SCHEMA))
+        )
+        for module in modules if modules is not None else MODULES.values():
+            for entity in module.entities:
+                tables.append(_ensure_table(cursor, module.name, entity))
+    return tables
+
+
+def _ensure_table(cursor: Any, module: str, entity: Entity) -> str:
+    name = _table_name(module, entity.name)
+    table = sql.Identifier(LANDING_SCHEMA, name)
+    columns = landing_columns(entity)
+    definitions = sql.SQL(", ").join(
+        sql.SQL("{} {}").format(sql.Identifier(column), sql.SQL(pg_type))
+        for column, pg_type in columns.items()
+    )
+    cursor.execute(sql.SQL("create table if not exists {} ({})").format(table, definitions))
+    cursor.execute(
+        "select column_name from information_schema.columns "
+        "where table_schema = %s and table_name = %s",
+        (LANDING_SCHEMA, name),
+    )
+    existing = {row[0] for row in cursor.fetchall()}
+    missing = [column for column in columns if column not in existing]
+    if missing:
+        cursor.execute(
+            sql.SQL("alter table {} {}").format(
+                table,
+                sql.SQL(", ").join(
+                    sql.SQL("add column {} {}").format(
+                        sql.Identifier(column), sql.SQL(columns[column])
+                    )
+                    for column in missing
+                ),
+            )
+        )
+    cursor.execute(
+        sql.SQL("create index if not exists {} on {} ({}, {})").format(
+            sql.Identifier(f"{name}__window"),
+            table,
+            sql.Identifier(WINDOW_START),
+            sql.Identifier(WINDOW_END),
+        )
+    )
+    return f"{LANDING_SCHEMA}.{name}"
+
+
+def _table_name(module: str, entity: str) -> str:
+    return f"{module}__{entity}"
+
+
+# -- loading --------------------------------------------------------------------------------
+
+
+def load_window(
+    conn: WarehouseConnection,
+    lake: Lake,
+    module: Module | str,
+    entity: Entity | str,
+    window: Window,
+    *,
+    batch_rows: int = BATCH_ROWS,
+) -> LoadResult:
+    """Replace the landing rows of one window of one entity with the lake's normalized rows.
+
+    Runs in one transaction of its own (a savepoint if ``conn`` is already in one, and the
+    caller then commits). Loads of the same table and window are serialized by an advisory
+    lock, so two concurrent runs cannot both insert. The landing table must exist
+    (``ensure_landing_tables``).
+    """
+    started = time.perf_counter()
+    module_, entity_ = _resolve(module, entity)
+    path = lake.path(Zone.NORMALIZED, module_.name, entity_.name, window)
+    source = lake.uri(path)
+    if lake.fs.get_file_info(path).type is not pafs.FileType.File:
+        raise MissingWindowError(
+            f"no normalized object for {module_.name}/{entity_.name} {window}: {source} "
+            "does not exist (ingest the window first)"
+        )
+    table = sql.Identifier(LANDING_SCHEMA, _table_name(module_.name, entity_.name))
+    expected = landing_columns(entity_)
+    with closing(lake.fs.open_input_file(path)) as handle:
+        parquet = pq.ParquetFile(handle)
+        columns = _columns_to_load(parquet.schema_arrow, expected, source)
+        copy = sql.SQL("copy {} ({}) from stdin (format csv)").format(
+            table, sql.SQL(", ").join(sql.Identifier(c) for c in columns)
+        )
+        json_columns = [c for c in columns if expected[c] == "jsonb"]
+        with conn.transaction(), conn.cursor() as cursor:
+            cursor.execute(
+                "select pg_advisory_xact_lock(hashtextextended(%s, 0))",
+                (f"{table.as_string(conn)}:{window.id}",),
+            )
+            cursor.execute(
+                sql.SQL("delete from {} where {} = %s and {} = %s").format(
+                    table, sql.Identifier(WINDOW_START), sql.Identifier(WINDOW_END)
+                ),
+                (window.start, window.end),
+            )
+            replaced = cursor.rowcount
+            chunks = _csv_chunks(parquet, columns, json_columns, batch_rows)
+            with cursor.copy(copy) as stream:
+                for chunk in _in_background(chunks, _PREFETCH_DEPTH):
+                    stream.write(chunk)
+            loaded = cursor.rowcount
+            if loaded != parquet.metadata.num_rows:
+                raise RuntimeError(
+                    f"{source}: copied {loaded} rows but the object holds "
+                    f"{parquet.metadata.num_rows}; the load was rolled back"
+                )
+    return LoadResult(
+        module=module_.name,
+        entity=entity_.name,
+        window=window,
+        table=landing_table(module_.name, entity_.name),
+        source=source,
+        rows=loaded,
+        replaced=replaced,
+        seconds=time.perf_counter() - started,
+    )
+
+
+def load_windows(
+    conn: WarehouseConnection,
+    lake: Lake,
+    module: Module | str,
+    window: Window,
+    entities: Sequence[Entity | str] | None = None,
+    *,
+    atomic: bool = False,
+) -> list[LoadResult]:
+    """Load one window of several entities of a module (by default all of them).
+
+    Each entity commits on its own unless ``atomic``, where all of them commit together
+    or not at all.
+    """
+    module_ = get_module(module) if isinstance(module, str) else module
+    chosen = list(entities) if entities is not None else list(module_.entities)
+    if not atomic:
+        return [load_window(conn, lake, module_, entity, window) for entity in chosen]
+    with conn.transaction():
+        return [load_window(conn, lake, module_, entity, window) for entity in chosen]
+
+
+def _resolve(module: Module | str, entity: Entity | str) -> tuple[Module, Entity]:
+    module_ = get_module(module) if isinstance(module, str) else module
+    entity_ = module_.entity(entity) if isinstance(entity, str) else entity
+    return module_, entity_
+
+
+def _columns_to_load(schema: pa.Schema, expected: dict[str, str], source: str) -> list[str]:
+    """The object's columns in table order; a column the object lacks stays null."""
+    unknown = [name for name in schema.names if name not in expected]
+    if unknown:
+        raise LandingSchemaError(
+            f"{source} has columns the landing table does not: {', '.join(unknown)}; "
+            "add them to the source table and run ensure_landing_tables"
+        )
+    missing_lineage = [c for c in (WINDOW_START, WINDOW_END) if c not in schema.names]
+    if missing_lineage:
+        raise LandingSchemaError(f"{source} lacks the lineage columns {missing_lineage}")
+    return [name for name in expected if name in schema.names]
+
+
+def _csv_chunks(
+    parquet: pq.ParquetFile, columns: list[str], json_columns: list[str], batch_rows: int
+) -> Iterator[bytes]:
+    for batch in parquet.iter_batches(batch_size=batch_rows, columns=columns):
+        yield _render_csv(batch, json_columns)
+
+
+def _render_csv(batch: pa.RecordBatch, json_columns: Sequence[str]) -> bytes:
+    """One batch as COPY-ready CSV; nested columns become JSON text for ``jsonb``."""
+    for name in json_columns:
+        index = batch.schema.get_field_index(name)
+        struct = pl.Series(name, batch.column(index))
+        batch = batch.set_column(index, name, struct.struct.json_encode().to_arrow())
+    sink = io.BytesIO()
+    pacsv.write_csv(batch, sink, _CSV)
+    return sink.getvalue()
+
+
+def _in_background(items: Iterator[bytes], depth: int) -> Iterator[bytes]:
+    """Produce the next items on a thread while the caller consumes this one.
+
+    Arrow's Parquet reader and CSV writer release the GIL, so rendering overlaps the
+    copy on the wire. An error on the producing side is raised here, in order; when the
+    consumer stops early the producer is told to stop.
+    """
+    queue: Queue[bytes | BaseException | None] = Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(item: bytes | BaseException | None) -> bool:
+        while not stop.is_set():
+            try:
+                queue.put(item, timeout=0.2)
+                return True
+            except Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not put(item):
+                    return
+            put(None)
+        except BaseException as exc:  # handed to the consumer, which re-raises it
+            put(exc)
+
+    thread = threading.Thread(target=produce, name="warehouse-render", daemon=True)
+    thread.start()
+    try:
+        while (item := queue.get()) is not None:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        while True:  # unblock a producer waiting on a full queue
+            try:
+                queue.get_nowait()
+            except Empty:
+                break
+        thread.join(timeout=10)

@@ -1,0 +1,549 @@
+"""The warehouse load: lake windows → landing tables, by COPY, one transaction per window.
+
+Against a real PostgreSQL (the private cluster of ``tests/conftest.py``). Lake windows are
+built by writing normalized Parquet with ``Lake`` and ``normalized_schema``, and, in the
+last tests, by ``ingest_window`` against a simulator process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import psycopg
+import pyarrow.parquet as pq
+import pytest
+
+from analytics_hub import warehouse
+from analytics_hub.ingest import normalized_schema
+from analytics_hub.lake import Lake, Zone
+from analytics_hub.normalize import output_schema
+from analytics_hub.settings import load_settings
+from analytics_hub.sources import COSTOPS, MODULES, OBSERVATORY, TAG_KEYS, Entity, Module
+from analytics_hub.warehouse import (
+    LandingSchemaError,
+    MissingWindowError,
+    ensure_landing_tables,
+    landing_columns,
+    landing_table,
+    load_window,
+    load_windows,
+    postgres_type,
+)
+from analytics_hub.windows import Window
+
+pytestmark = pytest.mark.integration
+
+WINDOW_A = Window(datetime(2026, 11, 25, 10, tzinfo=UTC), datetime(2026, 11, 25, 10, 15, tzinfo=UTC))
+WINDOW_B = Window(WINDOW_A.end, WINDOW_A.end + timedelta(minutes=15))
+METRICS = OBSERVATORY.entity("metrics")
+COSTS = COSTOPS.entity("cost_records")
+# Text that trips up naive CSV: separators, quotes, line breaks, the NULL marker, unicode.
+AWKWARD_TEXT = [
+    "",
+    None,
+    "a,b",
+    'say "hi"',
+    "line\nbreak",
+    "crlf\r\nend",
+    "\\N",
+    "NULL",
+    "back\\slash",
+    "  padded  ",
+    "é 中文 😀",
+    "'single'",
+]
+
+
+# -- fixtures and helpers --------------------------------------------------------------------
+
+
+@pytest.fixture
+def conn(new_database: Callable[[str], str]) -> Iterator[psycopg.Connection[Any]]:
+    with psycopg.connect(new_database("warehouse")) as connection:
+        ensure_landing_tables(connection)
+        yield connection
+
+
+@pytest.fixture
+def lake(tmp_path: Path) -> Lake:
+    return Lake.from_settings(load_settings(lake_url=str(tmp_path / "lake")))
+
+
+def land(
+    lake: Lake,
+    module: Module,
+    entity: Entity,
+    window: Window,
+    rows: pl.DataFrame,
+    row_group_rows: int = 1_000_000,
+) -> None:
+    """Write ``rows`` (canonical columns) as the window's normalized object."""
+    frame = rows.with_columns(
+        pl.lit(window.start).cast(pl.Datetime("us", "UTC")).alias("_window_start"),
+        pl.lit(window.end).cast(pl.Datetime("us", "UTC")).alias("_window_end"),
+    )
+    schema = normalized_schema(entity)
+    table = frame.select(schema.names).to_arrow().cast(schema)
+    path = lake.path(Zone.NORMALIZED, module.name, entity.name, window)
+    with lake.parquet_writer(path, schema) as writer:
+        for offset in range(0, max(table.num_rows, 1), row_group_rows):
+            writer.write_table(table.slice(offset, row_group_rows))
+
+
+def frame_of(entity: Entity, columns: dict[str, list[Any]], height: int) -> pl.DataFrame:
+    """A canonical frame: the given columns, every other column filled with a plain value."""
+    schema = output_schema(entity)
+    filler: dict[type[pl.DataType], Any] = {
+        pl.String: "x",
+        pl.Int64: 1,
+        pl.Float64: 1.5,
+        pl.Datetime: datetime(2026, 11, 25, 10, 1, tzinfo=UTC),
+        pl.Decimal: Decimal("1.5"),
+        pl.Struct: {k: None for k in TAG_KEYS},
+    }
+    data = {
+        name: columns.get(name, [filler[type(dtype)]] * height) for name, dtype in schema.items()
+    }
+    return pl.DataFrame(data, schema=schema)
+
+
+def metrics(n: int, prefix: str = "evt") -> pl.DataFrame:
+    return frame_of(
+        METRICS, {"event_id": [f"{prefix}-{i:06d}" for i in range(n)], "input_tokens": list(range(n))}, n
+    )
+
+
+def landed(
+    conn: psycopg.Connection[Any], module: Module, entity: Entity, window: Window | None = None
+) -> list[dict[str, Any]]:
+    table = landing_table(module.name, entity.name)
+    where = "where _window_start = %s and _window_end = %s" if window else ""
+    params = (window.start, window.end) if window else ()
+    with conn.cursor(row_factory=psycopg.rows.dict_row) as cursor:
+        cursor.execute(f"select * from {table} {where} order by 1", params)  # type: ignore[arg-type]
+        return cursor.fetchall()
+
+
+def as_rows(frame: pl.DataFrame, window: Window) -> list[dict[str, Any]]:
+    lineage = {"_window_start": window.start, "_window_end": window.end}
+    return [row | lineage for row in frame.sort(frame.columns[0]).to_dicts()]
+
+
+# -- DDL --------------------------------------------------------------------------------------
+
+
+def test_landing_table_names_module_and_entity() -> None:
+    assert landing_table("observatory", "metrics") == "landing.observatory__metrics"
+    assert landing_table("costops", "cost_records") == "landing.costops__cost_records"
+
+
+@pytest.mark.parametrize(
+    ("dtype", "expected"),
+    [
+        (pl.String(), "text"),
+        (pl.Int64(), "bigint"),
+        (pl.Float64(), "double precision"),
+        (pl.Boolean(), "boolean"),
+        (pl.Datetime("us", "UTC"), "timestamptz"),
+        (pl.Decimal(38, 6), "numeric(38,6)"),
+        (pl.Struct({"region": pl.String()}), "jsonb"),
+    ],
+)
+def test_polars_types_map_to_postgres_types(dtype: pl.DataType, expected: str) -> None:
+    assert postgres_type(dtype) == expected
+
+
+def test_an_unmapped_type_is_a_clear_error() -> None:
+    with pytest.raises(TypeError, match="Binary"):
+        postgres_type(pl.Binary())
+
+
+def test_every_entity_of_every_module_gets_its_table_and_window_index(
+    conn: psycopg.Connection[Any],
+) -> None:
+    tables = ensure_landing_tables(conn)  # a second time: idempotent
+    expected = {landing_table(m.name, e.name): e for m in MODULES.values() for e in m.entities}
+    assert sorted(tables) == sorted(expected)
+    for table, entity in expected.items():
+        schema, name = table.split(".")
+        columns = conn.execute(
+            "select column_name, format_type(atttypid, atttypmod) from information_schema.columns "
+            "join pg_attribute on attrelid = (table_schema || '.' || table_name)::regclass "
+            "and attname = column_name where table_schema = %s and table_name = %s "
+            "order by ordinal_position",
+            (schema, name),
+        ).fetchall()
+        wanted = landing_columns(entity)
+        assert [c for c, _ in columns] == list(wanted)
+        types = dict(columns)
+        assert types["_window_start"] == types["_window_end"] == "timestamp with time zone"
+        for column, pg_type in wanted.items():
+            assert types[column] == {
+                "timestamptz": "timestamp with time zone",
+                "numeric(38,6)": "numeric(38,6)",
+            }.get(pg_type, pg_type)
+        index = conn.execute(
+            "select indexdef from pg_indexes where schemaname = %s and tablename = %s",
+            (schema, name),
+        ).fetchone()
+        assert index is not None and "(_window_start, _window_end)" in index[0]
+    metric_types = landing_columns(METRICS)
+    assert metric_types["tags"] == "jsonb"
+    assert landing_columns(COSTS)["cost_usd"] == "numeric(38,6)"
+
+
+def test_a_column_added_to_the_source_table_is_added_to_the_landing_table(
+    conn: psycopg.Connection[Any],
+) -> None:
+    conn.execute("alter table landing.observatory__metrics drop column ttft_ms")
+    conn.commit()
+    ensure_landing_tables(conn, [OBSERVATORY])
+    row = conn.execute(
+        "select data_type from information_schema.columns "
+        "where table_name = 'observatory__metrics' and column_name = 'ttft_ms'"
+    ).fetchone()
+    assert row == ("double precision",)
+
+
+# -- loading: exact values ---------------------------------------------------------------------
+
+
+def test_a_window_loads_exactly_the_lakes_rows_and_values(
+    conn: psycopg.Connection[Any], lake: Lake
+) -> None:
+    n = len(AWKWARD_TEXT)
+    rows = frame_of(
+        METRICS,
+        {
+            "event_id": [f"evt-{i:02d}" for i in range(n)],
+            "event_time": [
+                datetime(2026, 11, 25, 9, 59, 59, 999_999, tzinfo=UTC) + timedelta(microseconds=i)
+                for i in range(n)
+            ],
+            "error_code": AWKWARD_TEXT,
+            "service": [None if text is None else f"svc {text}" for text in AWKWARD_TEXT],
+            "latency_ms": [0.1, 1 / 3, 1e-300, 1.7976931348623157e308, 0.0, None] * 2,
+            "input_tokens": [0, 2**62, None, 1, 2, 3] * 2,
+            "tags": [
+                {k: None for k in TAG_KEYS} | {"region": "eu-west-1", "team": text}
+                for text in AWKWARD_TEXT[:-1]
+            ]
+            + [None],
+        },
+        n,
+    )
+    land(lake, OBSERVATORY, METRICS, WINDOW_A, rows, row_group_rows=5)
+
+    result = load_window(conn, lake, OBSERVATORY, METRICS, WINDOW_A, batch_rows=4)
+
+    assert (result.rows, result.replaced) == (n, 0)
+    assert result.table == "landing.observatory__metrics"
+    assert result.source.endswith(f"{WINDOW_A.id}.parquet")
+    got = landed(conn, OBSERVATORY, METRICS)
+    assert got == as_rows(rows, WINDOW_A)
+    assert got[0]["error_code"] == "" and got[1]["error_code"] is None  # not conflated
+    assert got[0]["tags"] == {k: None for k in TAG_KEYS} | {"region": "eu-west-1", "team": ""}
+    assert got[-1]["tags"] is None
+    # timestamps are UTC instants to the microsecond, whatever the session's zone
+    conn.execute("set timezone = 'America/New_York'")
+    stamp = conn.execute(
+        "select to_char(event_time at time zone 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') "
+        "from landing.observatory__metrics where event_id = 'evt-01'"
+    ).fetchone()
+    assert stamp == ("2026-11-25 10:00:00.000000",)
+    tag = conn.execute(
+        "select tags ->> 'team' from landing.observatory__metrics where event_id = 'evt-03'"
+    ).fetchone()
+    assert tag == ('say "hi"',)
+
+
+def test_money_is_exact_numeric(conn: psycopg.Connection[Any], lake: Lake) -> None:
+    amounts = [
+        Decimal("0.000001"),
+        Decimal("12345678901234567890123456789012.123456"),
+        Decimal("0.100000"),
+        Decimal("-3.5"),
+        None,
+    ]
+    rows = frame_of(
+        COSTS,
+        {"cost_record_id": [f"c{i}" for i in range(5)], "cost_usd": amounts, "cost": [0.07] * 5},
+        5,
+    )
+    land(lake, COSTOPS, COSTS, WINDOW_A, rows)
+
+    load_window(conn, lake, "costops", "cost_records", WINDOW_A)
+
+    got = conn.execute(
+        "select cost_usd, cost_usd::text from landing.costops__cost_records order by 1 nulls last"
+    ).fetchall()
+    assert [value for value, _ in got] == sorted(a for a in amounts if a is not None) + [None]
+    assert "0.100000" in {text for _, text in got}  # the scale of numeric(38,6)
+    total = conn.execute("select sum(cost_usd)::text from landing.costops__cost_records")
+    assert total.fetchone() == ("12345678901234567890123456789008.723457",)
+
+
+def test_an_empty_window_loads_no_rows_and_clears_the_old_ones(
+    conn: psycopg.Connection[Any], lake: Lake
+) -> None:
+    land(lake, OBSERVATORY, METRICS, WINDOW_A, metrics(3))
+    load_window(conn, lake, OBSERVATORY, METRICS, WINDOW_A)
+    land(lake, OBSERVATORY, METRICS, WINDOW_A, metrics(0))
+
+    result = load_window(conn, lake, OBSERVATORY, METRICS, WINDOW_A)
+
+    assert (result.rows, result.replaced) == (0, 3)
+    assert landed(conn, OBSERVATORY, METRICS) == []
+
+
+# -- loading: idempotence and isolation ---------------------------------------------------------
+
+
+def test_reloading_a_window_replaces_it_without_duplicates(
+    conn: psycopg.Connection[Any], lake: Lake
+) -> None:
+    rows = metrics(50)
+    land(lake, OBSERVATORY, METRICS, WINDOW_A, rows)
+    first = load_window(conn, lake, OBSERVATORY, METRICS, WINDOW_A, batch_rows=16)
+    before = landed(conn, OBSERVATORY, METRICS)
+
+    again = load_window(conn, lake, OBSERVATORY, METRICS, WINDOW_A, batch_rows=16)
+
+    assert (first.rows, first.replaced) == (50, 0)
+    assert (again.rows, again.replaced) == (50, 50)
+    assert landed(conn, OBSERVATORY, METRICS) == before == as_rows(rows, WINDOW_A)
+
+
+def test_a_reingested_window_replaces_the_old_rows(
+    conn: psycopg.Connection[Any], lake: Lake
+) -> None:
+    land(lake, OBSERVATORY, METRICS, WINDOW_A, metrics(10, "old"))
+    load_window(conn, lake, OBSERVATORY, METRICS, WINDOW_A)
+    land(lake, OBSERVATORY, METRICS, WINDOW_A, metrics(7, "new"))
+
+    load_window(conn, lake, OBSERVATORY, METRICS, WINDOW_A)
+
+    assert landed(conn, OBSERVATORY, METRICS) == as_rows(metrics(7, "new"), WINDOW_A)
+
+
+def test_loading_window_b_leaves_window_a_alone(conn: psycopg.Connection[Any], lake: Lake) -> None:
+    land(lake, OBSERVATORY, METRICS, WINDOW_A, metrics(20, "a"))
+    land(lake, OBSERVATORY, METRICS, WINDOW_B, metrics(30, "b"))
+    load_window(conn, lake, OBSERVATORY, METRICS, WINDOW_A)
+
+    load_window(conn, lake, OBSERVATORY, METRICS, WINDOW_B)
+    load_window(conn, lake, OBSERVATORY, METRICS, WINDOW_B)
+
+    assert landed(conn, OBSERVATORY, METRICS, WINDOW_A) == as_rows(metrics(20, "a"), WINDOW_A)
+    assert landed(conn, OBSERVATORY, METRICS, WINDOW_B) == as_rows(metrics(30, "b"), WINDOW_B)
+
+
+def test_an_overlapping_window_is_a_different_window(
+    conn: psycopg.Connection[Any], lake: Lake
+) -> None:
+    hour = Window(WINDOW_A.start, WINDOW_A.start + timedelta(hours=1))
+    land(lake, OBSERVATORY, METRICS, WINDOW_A, metrics(5, "quarter"))
+    land(lake, OBSERVATORY, METRICS, hour, metrics(8, "hour"))
+    load_window(conn, lake, OBSERVATORY, METRICS, WINDOW_A)
+
+    load_window(conn, lake, OBSERVATORY, METRICS, hour)
+
+    assert len(landed(conn, OBSERVATORY, METRICS, WINDOW_A)) == 5
+    assert len(landed(conn, OBSERVATORY, METRICS, hour)) == 8
+
+
+def test_load_windows_loads_every_entity_of_a_module(
+    conn: psycopg.Connection[Any], lake: Lake
+) -> None:
+    costops = MODULES["costops"]
+    for entity in costops.entities:
+        land(lake, costops, entity, WINDOW_A, frame_of(entity, {}, 4))
+
+    results = load_windows(conn, lake, "costops", WINDOW_A, atomic=True)
+
+    assert [(r.entity, r.rows) for r in results] == [("cost_records", 4), ("budgets", 4)]
+    assert all(len(landed(conn, costops, e)) == 4 for e in costops.entities)
+
+
+# -- failures -----------------------------------------------------------------------------------
+
+
+def test_a_missing_object_is_a_clear_error_naming_it(
+    conn: psycopg.Connection[Any], lake: Lake
+) -> None:
+    path = lake.path(Zone.NORMALIZED, "observatory", "metrics", WINDOW_B)
+    with pytest.raises(MissingWindowError, match=f"observatory/metrics .*{path}"):
+        load_window(conn, lake, OBSERVATORY, METRICS, WINDOW_B)
+
+
+def test_an_object_with_unknown_columns_is_refused(
+    conn: psycopg.Connection[Any], lake: Lake
+) -> None:
+    land(lake, OBSERVATORY, METRICS, WINDOW_A, metrics(3))
+    path = lake.path(Zone.NORMALIZED, "observatory", "metrics", WINDOW_A)
+    table = pq.read_table(path)
+    pq.write_table(table.append_column("surprise", table.column("event_id")), path)
+    with pytest.raises(LandingSchemaError, match="surprise"):
+        load_window(conn, lake, OBSERVATORY, METRICS, WINDOW_A)
+
+
+def _loaded_a(conn: psycopg.Connection[Any], lake: Lake) -> list[dict[str, Any]]:
+    land(lake, OBSERVATORY, METRICS, WINDOW_A, metrics(40, "good"))
+    load_window(conn, lake, OBSERVATORY, METRICS, WINDOW_A)
+    return landed(conn, OBSERVATORY, METRICS)
+
+
+def test_a_corrupt_object_midway_rolls_back_to_the_previous_rows(
+    conn: psycopg.Connection[Any], lake: Lake
+) -> None:
+    before = _loaded_a(conn, lake)
+    land(lake, OBSERVATORY, METRICS, WINDOW_A, metrics(40, "bad"), row_group_rows=10)
+    path = lake.path(Zone.NORMALIZED, "observatory", "metrics", WINDOW_A)
+    # Scribble over the data of the last row group: the footer still reads, so the load
+    # starts, deletes the window and copies the first row groups before it breaks.
+    last = pq.ParquetFile(path).metadata.row_group(3)
+    start = min(last.column(i).data_page_offset for i in range(last.num_columns))
+    size = sum(last.column(i).total_compressed_size for i in range(last.num_columns))
+    with open(path, "r+b") as handle:
+        handle.seek(start)
+        handle.write(b"\xff" * size)
+
+    with pytest.raises(OSError, match=r"(?i)corrupt|invalid|parquet|thrift|decompress"):
+        load_window(conn, lake, OBSERVATORY, METRICS, WINDOW_A, batch_rows=10)
+
+    assert landed(conn, OBSERVATORY, METRICS) == before
+
+
+def test_an_exception_while_copying_rolls_back_to_the_previous_rows(
+    conn: psycopg.Connection[Any], lake: Lake, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    before = _loaded_a(conn, lake)
+    land(lake, OBSERVATORY, METRICS, WINDOW_A, metrics(40, "new"))
+    render = warehouse._render_csv
+    calls: list[int] = []
+
+    def failing_render(*args: Any) -> bytes:
+        calls.append(1)
+        if len(calls) == 3:
+            raise RuntimeError("injected failure")
+        return render(*args)
+
+    monkeypatch.setattr(warehouse, "_render_csv", failing_render)
+    with pytest.raises(RuntimeError, match="injected failure"):
+        load_window(conn, lake, OBSERVATORY, METRICS, WINDOW_A, batch_rows=10)
+
+    assert landed(conn, OBSERVATORY, METRICS) == before
+    monkeypatch.setattr(warehouse, "_render_csv", render)
+    assert load_window(conn, lake, OBSERVATORY, METRICS, WINDOW_A).replaced == 40
+
+
+def test_a_killed_loader_leaves_the_previous_rows(
+    conn: psycopg.Connection[Any], lake: Lake
+) -> None:
+    before = _loaded_a(conn, lake)
+    land(lake, OBSERVATORY, METRICS, WINDOW_A, metrics(40, "new"))
+    script = textwrap.dedent(
+        f"""
+        import os, signal, psycopg
+        from analytics_hub import warehouse
+        from analytics_hub.lake import Lake
+        from analytics_hub.settings import load_settings
+        from analytics_hub.windows import Window
+
+        render, calls = warehouse._render_csv, []
+        def render_then_die(*args):
+            calls.append(1)
+            if len(calls) == 3:  # two chunks are already copied in
+                os.kill(os.getpid(), signal.SIGKILL)
+            return render(*args)
+        warehouse._render_csv = render_then_die
+        lake = Lake.from_settings(load_settings(lake_url={lake.url!r}))
+        window = Window.parse({WINDOW_A.start.isoformat()!r}, {WINDOW_A.end.isoformat()!r})
+        with psycopg.connect({conn.info.dsn!r}) as conn:
+            warehouse.load_window(conn, lake, "observatory", "metrics", window, batch_rows=10)
+        """
+    )
+    env = os.environ | {"PYTHONPATH": str(Path(warehouse.__file__).parents[1])}
+    child = subprocess.run([sys.executable, "-c", script], env=env, check=False, timeout=120)
+
+    assert child.returncode == -9
+    assert landed(conn, OBSERVATORY, METRICS) == before
+    # the dead session's transaction and advisory lock are gone: the next run goes through
+    assert load_window(conn, lake, OBSERVATORY, METRICS, WINDOW_A).replaced == 40
+
+
+# -- from real ingestion, local and S3 lakes ----------------------------------------------------
+
+
+def _canonical(rows: list[dict[str, Any]]) -> list[str]:
+    """Rows as sortable JSON; instants in UTC whatever zone object carries them."""
+
+    def plain(value: Any) -> str:
+        if isinstance(value, datetime):
+            return value.astimezone(UTC).isoformat()
+        return repr(value)  # Decimal: exact digits and scale
+
+    return sorted(json.dumps(row, default=plain, sort_keys=True) for row in rows)
+
+
+def test_windows_ingested_from_the_simulator_load_exactly(
+    conn: psycopg.Connection[Any], lake: Lake
+) -> None:
+    from analytics_hub.connectors import Endpoint, ModuleClient
+    from analytics_hub.fx import FxRates
+    from analytics_hub.ingest import ingest_window
+    from simulators import SimulatorConfig, SimulatorProcess
+
+    window = Window(datetime(2026, 11, 25, 10, tzinfo=UTC), datetime(2026, 11, 25, 11, tzinfo=UTC))
+    config = SimulatorConfig(seed=5, chaos=0.3, volume={"observatory": 3000})
+    settings = load_settings(http_max_backoff_seconds=1.0)
+    with SimulatorProcess(config) as sim:
+        for module in MODULES.values():
+            endpoint = Endpoint(sim.module_url(module.name), f"sim-{module.name}-token")
+            with ModuleClient(module, endpoint, settings) as client:
+                for entity in module.entities:
+                    ingest_window(
+                        module,
+                        entity,
+                        window,
+                        client=client,
+                        lake=lake,
+                        rates=FxRates.load(),
+                        pseudonym_key=b"warehouse-test-key",
+                    )
+
+    for module in MODULES.values():
+        results = load_windows(conn, lake, module, window)
+        for result, entity in zip(results, module.entities, strict=True):
+            expected = pl.from_arrow(lake.read(Zone.NORMALIZED, module.name, entity.name))
+            assert isinstance(expected, pl.DataFrame)
+            expected = expected.drop("module", "entity", "date", "hour")
+            assert result.rows == expected.height > 0, f"{module.name}.{entity.name}"
+            got = landed(conn, module, entity, window)
+            assert _canonical(got) == _canonical(expected.to_dicts()), entity.name
+
+
+def test_a_window_loads_from_an_s3_lake(
+    conn: psycopg.Connection[Any], s3_lake_env: Any
+) -> None:
+    lake = Lake.from_settings(load_settings())
+    assert lake.url.startswith("s3://")
+    rows = metrics(25)
+    land(lake, OBSERVATORY, METRICS, WINDOW_A, rows, row_group_rows=10)
+
+    result = load_window(conn, lake, OBSERVATORY, METRICS, WINDOW_A, batch_rows=10)
+
+    assert result.source.startswith("s3://") and result.rows == 25
+    assert landed(conn, OBSERVATORY, METRICS) == as_rows(rows, WINDOW_A)
+    with pytest.raises(MissingWindowError, match="s3://"):
+        load_window(conn, lake, OBSERVATORY, METRICS, WINDOW_B)
