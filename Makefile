@@ -28,9 +28,10 @@ fmt: setup ## Fix what ruff can, then format
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-lock: ## Re-compile requirements-dev.txt and requirements.txt from the .in files
+lock: ## Re-compile the locks (requirements*.txt) from the .in files
 	$(UV_COMPILE) requirements-dev.in -o requirements-dev.txt
 	$(UV_COMPILE) requirements.in -c requirements-dev.txt -o requirements.txt
+	$(UV_COMPILE) requirements-dbt.in -o requirements-dbt.txt
 
 up: setup ## Start the private PostgreSQL cluster (.local/pg) and print its DSN
 	$(BIN)/python -m analytics_hub.stack up

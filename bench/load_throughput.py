@@ -85,20 +85,23 @@ def observatory_rows(n: int, seed: int = 11) -> pl.DataFrame:
             "input_tokens": pick(1, 8_000, n),
             "output_tokens": pick(1, 2_000, n),
             "status": np.where(ok, "ok", "error"),
-            "error_code": np.where(ok, None, "upstream_timeout"),
+            "error_code": pl.Series(np.where(ok, "", "upstream_timeout")).replace("", None),
             "response_bytes": pick(200, 200_000, n),
         }
     )
     tags = pl.struct(
         [
-            pl.col(k) if k in ("region", "model_id", "service", "team") else pl.lit(None, pl.String)
+            pl.col(k)
+            if k in ("region", "model_id", "service", "team")
+            else pl.lit(None, pl.String).alias(k)
             for k in TAG_KEYS
         ]
     ).alias("tags")
-    return frame.with_columns(tags, pl.col("ttft_ms").fill_nan(None)).with_columns(
+    frame = frame.with_columns(tags, pl.col("ttft_ms").fill_nan(None)).with_columns(
         pl.lit(WINDOW.start).cast(pl.Datetime("us", "UTC")).alias("_window_start"),
         pl.lit(WINDOW.end).cast(pl.Datetime("us", "UTC")).alias("_window_end"),
     )
+    return frame.select(normalized_schema(METRICS).names)
 
 
 def land(lake: Lake, rows: pl.DataFrame) -> str:

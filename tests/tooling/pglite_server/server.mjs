@@ -153,8 +153,16 @@ const startedAt = performance.now()
 const db = await PGlite.create({ extensions: { timescaledb } })
 await db.exec('CREATE EXTENSION IF NOT EXISTS timescaledb')
 const DATABASE = (await db.query('select current_database() as d')).rows[0].d
-const SESSION_DEFAULTS =
-  "SET TimeZone TO 'UTC'; SET DateStyle TO 'ISO, MDY'; SET client_min_messages TO notice"
+// PGlite's command line sets client_min_messages=debug3, search_path=pg_catalog (reset value)
+// and enable_seqscan=off: put PostgreSQL's defaults back for every session (and after
+// DISCARD ALL), with UTC and ISO dates as the hub's servers have.
+const SESSION_DEFAULTS = [
+  "SET TimeZone TO 'UTC'",
+  "SET DateStyle TO 'ISO, MDY'",
+  'SET client_min_messages TO notice',
+  'SET search_path TO "$user", public',
+  'SET enable_seqscan TO on',
+].join('; ')
 await db.exec(SESSION_DEFAULTS)
 log(`PGlite + timescaledb ready in ${(performance.now() - startedAt).toFixed(0)} ms`)
 
@@ -166,9 +174,12 @@ async function backendExec(bytes) {
   if (backendDead) throw new Error('the PGlite backend has crashed')
   try {
     // execProtocol (not execProtocolRaw) so PGlite drops the parsed messages it keeps.
+    const t0 = performance.now()
     const { data } = await db.execProtocol(bytes, { syncToFs: false, throwOnError: false })
     // `data` is a view on PGlite's reusable receive buffer: copy before the next call.
     const out = Buffer.from(data)
+    const ms = performance.now() - t0
+    if (ms > 250) log(`backend call: ${bytes.length} bytes in, ${out.length} out, ${ms.toFixed(0)} ms`)
     for (const [type, start] of backendMessages(out)) {
       if (type === 0x5a /* Z */) txStatus = String.fromCharCode(out[start + 5])
     }
@@ -220,7 +231,12 @@ async function resetBackend() {
   if (backendDead) return
   await backendExec(SYNC) // leave any extended-protocol error state
   if (txStatus !== 'I') await backendExec(queryMsg('ROLLBACK'))
-  await backendExec(queryMsg(`DISCARD ALL; ${SESSION_DEFAULTS}`))
+  // DISCARD ALL refuses to run in a multi-statement query (an implicit transaction block)
+  for (const sql of ['DISCARD ALL', SESSION_DEFAULTS]) {
+    const reply = await backendExec(queryMsg(sql))
+    const err = firstOf(reply, 'E')
+    if (err) console.error(`[pglite-server] reset: ${sql}: ${err.toString('utf8', 5).replace(/\0/g, ' ')}`)
+  }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -304,8 +320,8 @@ class Session {
     this.pid = nextPid++
     this.busy = false
     this.copy = null // {kind: 'simple'|'ext', head: Buffer, frames: Buffer[], size: number}
-    this.copyStatements = new Set() // prepared statement names whose SQL is COPY FROM STDIN
-    this.copyPortals = new Set()
+    this.copyStatements = new Map() // statement name -> SQL, for COPY ... FROM STDIN ones
+    this.copyPortals = new Map() // portal name -> SQL of its COPY ... FROM STDIN statement
     this.reported = {}
     socket.setNoDelay(true)
     socket.on('data', (chunk) => this.onData(chunk))
@@ -422,7 +438,11 @@ class Session {
       }
       for (;;) {
         const msg = this.reader.next()
-        if (!msg) break
+        if (!msg) {
+          if (!batch.length) break // checked and released without an await in between
+          await flush()
+          continue
+        }
         if (this.copy) {
           await this.onCopyMessage(msg)
           continue
@@ -446,14 +466,14 @@ class Session {
           const nameEnd = body.indexOf(0)
           const name = body.toString('utf8', 0, nameEnd)
           const sql = body.toString('utf8', nameEnd + 1, body.indexOf(0, nameEnd + 1))
-          if (COPY_FROM_STDIN.test(sql)) this.copyStatements.add(name)
+          if (COPY_FROM_STDIN.test(sql)) this.copyStatements.set(name, sql)
           else this.copyStatements.delete(name)
         } else if (type === 'B') {
           const body = msg.subarray(5)
           const portalEnd = body.indexOf(0)
           const portal = body.toString('utf8', 0, portalEnd)
           const stmt = body.toString('utf8', portalEnd + 1, body.indexOf(0, portalEnd + 1))
-          if (this.copyStatements.has(stmt)) this.copyPortals.add(portal)
+          if (this.copyStatements.has(stmt)) this.copyPortals.set(portal, this.copyStatements.get(stmt))
           else this.copyPortals.delete(portal)
         } else if (type === 'E') {
           const portal = msg.toString('utf8', 5, msg.indexOf(0, 5))
@@ -466,41 +486,41 @@ class Session {
         batch.push(msg)
         if (batch.length >= 256) await flush()
       }
-      await flush()
     } catch (err) {
       this.fail(err)
     } finally {
       this.busy = false
     }
-    if (!this.closed && this.reader.length >= 5 && this.reader.next) {
-      // more input arrived while the last batch ran
-      setImmediate(() => this.pump())
-    }
   }
 
   async forward(bytes) {
-    const reply = await backendExec(bytes)
-    this.write(filterReply(reply))
-    if (hasType(reply, 'Z')) await this.reportChangedSettings(reply)
+    const reply = filterReply(await backendExec(bytes))
+    this.write(await this.withParameterStatus(reply))
   }
 
-  /** PGlite sends no ParameterStatus after SET: compare and report, like PostgreSQL. */
-  async reportChangedSettings(reply) {
+  /**
+   * PGlite sends no ParameterStatus after SET: when a reply that ends in ReadyForQuery
+   * ran a command that may change reported settings, compare them and put ParameterStatus
+   * messages before that ReadyForQuery, as PostgreSQL does.
+   */
+  async withParameterStatus(reply) {
     let touched = false
+    let lastZ = -1
     for (const [type, start, end] of backendMessages(reply)) {
+      if (type === 0x5a /* Z */) lastZ = start
       if (type !== 0x43 /* C */) continue
       const tag = reply.toString('latin1', start + 5, end - 1)
-      if (tag === 'SET' || tag === 'RESET' || tag.startsWith('DISCARD') || tag === 'ROLLBACK') touched = true
+      if (['SET', 'RESET', 'DISCARD ALL', 'ROLLBACK', 'COMMIT'].includes(tag)) touched = true
     }
-    if (!touched || txStatus === 'E') return
+    if (!touched || lastZ < 0 || lastZ + 6 !== reply.length || txStatus === 'E') return reply
     const now = await currentReportedSettings()
-    const out = []
+    const changed = []
     for (const [name, value] of Object.entries(now)) {
-      if (this.reported[name] !== value) out.push(parameterStatus(name, value))
+      if (this.reported[name] !== value) changed.push(parameterStatus(name, value))
     }
     this.reported = now
-    // Sent after ReadyForQuery: clients process asynchronous ParameterStatus at any time.
-    if (out.length) this.write(Buffer.concat(out))
+    if (!changed.length) return reply
+    return Buffer.concat([reply.subarray(0, lastZ), ...changed, reply.subarray(lastZ)])
   }
 
   // --- COPY FROM STDIN -----------------------------------------------------------------
@@ -522,7 +542,12 @@ class Session {
       }
     } else {
       // idle (the implicit transaction is rolled back) or aborted (nothing runs)
+      const before = txStatus
       reply = await backendExec(probe)
+      if (before === 'I' && txStatus !== 'I' && hasType(reply, 'G')) {
+        // the query string opened a transaction block (BEGIN; ...; COPY): undo it too
+        await backendExec(queryMsg('ROLLBACK'))
+      }
       if (!hasType(reply, 'G')) {
         this.write(filterReply(reply))
         return
@@ -541,7 +566,7 @@ class Session {
   async startExtendedCopy(executeFrame, portal) {
     // The statement is known to be COPY ... FROM STDIN from its Parse; describe the copy
     // from its text (COPY has no parameters and the column count is not needed by clients).
-    const binary = COPY_BINARY.test(this.copySql ?? '')
+    const binary = COPY_BINARY.test(this.copyPortals.get(portal) ?? '')
     this.copyPortals.delete(portal)
     this.write(frame('G', Buffer.concat([Buffer.from([binary ? 1 : 0]), Buffer.from([0, 0])])))
     this.copy = { kind: 'ext', head: executeFrame, frames: [], size: 0 }

@@ -1,0 +1,38 @@
+-- Registry assets as a slowly changing dimension (type 2): one row per state of an asset,
+-- valid from its updated_at until the next state's. Facts join on their own event time.
+with
+
+asset_states as (
+
+    select distinct on (asset_id, updated_at)
+        asset_id,
+        asset_name,
+        category,
+        owner,
+        tags,
+        created_at,
+        updated_at
+    from {{ ref('stg_registry__assets') }}
+    order by asset_id, updated_at, _window_start desc
+
+),
+
+final as (
+
+    select
+        asset_id,
+        asset_name,
+        category,
+        owner,
+        tags,
+        created_at,
+        updated_at as valid_from,
+        coalesce(
+            lead(updated_at) over (partition by asset_id order by updated_at),
+            'infinity'::timestamptz
+        ) as valid_to
+    from asset_states
+
+)
+
+select * from final

@@ -1,0 +1,47 @@
+{{ config(
+    materialized='incremental',
+    unique_key=['bucket', 'model_id', 'asset_id', 'environment'],
+    incremental_strategy='delete+insert',
+) }}
+-- Latency percentiles, tokens and error rate per model, asset and environment per hour.
+-- Incremental: every hour that newly landed requests fall in (late ones included) is
+-- recomputed whole, since percentiles do not add up.
+with
+
+requests as (
+
+    select * from {{ ref('fct_requests') }}
+    {% if is_incremental() %}
+    where {{ time_bucket('1 hour', 'event_time') }} in (
+        select distinct {{ time_bucket('1 hour', 'event_time') }}
+        from {{ ref('fct_requests') }}
+        {{ new_rows() }}
+    )
+    {% endif %}
+
+),
+
+final as (
+
+    select
+        {{ time_bucket('1 hour', 'event_time') }} as bucket,
+        model_id,
+        asset_id,
+        environment,
+        count(*) as requests,
+        count(*) filter (where status = 'error') as errors,
+        round(count(*) filter (where status = 'error')::numeric / count(*), 6) as error_rate,
+        percentile_cont(0.5) within group (order by latency_ms) as latency_p50_ms,
+        percentile_cont(0.95) within group (order by latency_ms) as latency_p95_ms,
+        percentile_cont(0.99) within group (order by latency_ms) as latency_p99_ms,
+        sum(latency_ms) as latency_ms_sum,
+        sum(input_tokens) as input_tokens,
+        sum(output_tokens) as output_tokens,
+        sum(response_bytes) as response_bytes,
+        max(_loaded_at) as _loaded_at
+    from requests
+    group by 1, 2, 3, 4
+
+)
+
+select * from final
