@@ -72,11 +72,16 @@ def build_ingest_dag(module: Module) -> DAG:
                 params: dict[str, Any] | None = None,
                 data_interval_start: Any = None,
                 data_interval_end: Any = None,
+                outlet_events: Any = None,
             ) -> dict[str, Any]:
                 window = orchestration.resolve_window(
                     params or {}, data_interval_start, data_interval_end
                 )
-                return orchestration.land_entity(module.name, entity_name, window)
+                manifest = orchestration.land_entity(module.name, entity_name, window)
+                # the window rides on the Asset event, so the load step loads exactly it
+                asset = orchestration.lake_asset(module.name, entity_name)
+                outlet_events[asset].extra = orchestration.landed_window_extra(manifest)
+                return manifest
 
             land()
     return dag

@@ -12,6 +12,7 @@ from typing import Any
 
 from airflow.sdk import Asset, Connection
 from airflow.sdk.exceptions import AirflowNotFoundException
+from psycopg.conninfo import make_conninfo
 
 from analytics_hub.connectors import Endpoint, ModuleClient
 from analytics_hub.fx import FxRates
@@ -32,6 +33,12 @@ def lake_asset(module: str, entity: str) -> Asset:
         uri=f"hub-lake://normalized/{module}/{entity}",
         group="lake",
     )
+
+
+def landed_window_extra(manifest: dict[str, Any]) -> dict[str, Any]:
+    """What a lake Asset event says about the window it landed."""
+    keys = ("module", "entity", "window_start", "window_end", "landed", "dead_lettered")
+    return {key: manifest[key] for key in keys}
 
 
 def _optional_connection(conn_id: str) -> Connection | None:
@@ -115,3 +122,63 @@ def land_entity(module_name: str, entity_name: str, window: Window) -> dict[str,
             pseudonym_key=key,
         )
     return manifest.to_dict()
+
+
+WAREHOUSE_CONN_ID = "hub_warehouse"
+WAREHOUSE_LANDING = Asset(
+    name="warehouse.landing", uri="hub-warehouse://landing", group="warehouse"
+)
+
+
+def warehouse_conninfo() -> str:
+    """A libpq connection string from the Airflow connection ``hub_warehouse``."""
+    conn = _optional_connection(WAREHOUSE_CONN_ID)
+    if conn is None or not conn.host:
+        raise ConfigurationError(
+            f"Airflow connection {WAREHOUSE_CONN_ID!r} is missing or has no host: point it at "
+            "the warehouse (TimescaleDB or PostgreSQL)"
+        )
+    return make_conninfo(
+        host=conn.host,
+        port=conn.port or 5432,
+        user=conn.login or None,
+        password=conn.password or None,
+        dbname=conn.schema or "postgres",
+    )
+
+
+def windows_from_asset_events(events: Any) -> list[tuple[str, str, Window]]:
+    """(module, entity, window) of every lake Asset event that triggered this run."""
+    landed: dict[tuple[str, str, Window], None] = {}
+    for asset_events in (events or {}).values():
+        for event in asset_events:
+            extra = event.extra or {}
+            if {"module", "entity", "window_start", "window_end"} <= extra.keys():
+                window = Window.parse(extra["window_start"], extra["window_end"])
+                landed[(extra["module"], extra["entity"], window)] = None
+    return list(landed)
+
+
+def load_landed_windows(landed: list[tuple[str, str, Window]]) -> list[dict[str, Any]]:
+    """Load each landed window of each entity into its landing table, one transaction each."""
+    import psycopg
+
+    from analytics_hub import warehouse
+
+    settings = settings_from_airflow()
+    lake = Lake.from_settings(settings)
+    results = []
+    with psycopg.connect(warehouse_conninfo(), autocommit=True) as conn:
+        warehouse.ensure_landing_tables(conn)
+        for module, entity, window in landed:
+            result = warehouse.load_window(conn, lake, module, entity, window)
+            results.append(
+                {
+                    "table": result.table,
+                    "window": str(window),
+                    "rows": result.rows,
+                    "replaced": result.replaced,
+                    "seconds": round(result.seconds, 3),
+                }
+            )
+    return results

@@ -43,7 +43,9 @@ from analytics_hub.windows import Window
 
 pytestmark = pytest.mark.integration
 
-WINDOW_A = Window(datetime(2026, 11, 25, 10, tzinfo=UTC), datetime(2026, 11, 25, 10, 15, tzinfo=UTC))
+WINDOW_A = Window(
+    datetime(2026, 11, 25, 10, tzinfo=UTC), datetime(2026, 11, 25, 10, 15, tzinfo=UTC)
+)
 WINDOW_B = Window(WINDOW_A.end, WINDOW_A.end + timedelta(minutes=15))
 METRICS = OBSERVATORY.entity("metrics")
 COSTS = COSTOPS.entity("cost_records")
@@ -109,7 +111,7 @@ def frame_of(entity: Entity, columns: dict[str, list[Any]], height: int) -> pl.D
         pl.Float64: 1.5,
         pl.Datetime: datetime(2026, 11, 25, 10, 1, tzinfo=UTC),
         pl.Decimal: Decimal("1.5"),
-        pl.Struct: {k: None for k in TAG_KEYS},
+        pl.Struct: dict.fromkeys(TAG_KEYS),
     }
     data = {
         name: columns.get(name, [filler[type(dtype)]] * height) for name, dtype in schema.items()
@@ -119,7 +121,9 @@ def frame_of(entity: Entity, columns: dict[str, list[Any]], height: int) -> pl.D
 
 def metrics(n: int, prefix: str = "evt") -> pl.DataFrame:
     return frame_of(
-        METRICS, {"event_id": [f"{prefix}-{i:06d}" for i in range(n)], "input_tokens": list(range(n))}, n
+        METRICS,
+        {"event_id": [f"{prefix}-{i:06d}" for i in range(n)], "input_tokens": list(range(n))},
+        n,
     )
 
 
@@ -131,7 +135,10 @@ def landed(
     params = (window.start, window.end) if window else ()
     with conn.cursor(row_factory=psycopg.rows.dict_row) as cursor:
         cursor.execute(f"select * from {table} {where} order by 1", params)  # type: ignore[arg-type]
-        return cursor.fetchall()
+        rows = cursor.fetchall()
+    for row in rows:  # when it was loaded is the warehouse's, not the lake's
+        assert row.pop("_loaded_at") is not None
+    return rows
 
 
 def as_rows(frame: pl.DataFrame, window: Window) -> list[dict[str, Any]]:
@@ -184,9 +191,10 @@ def test_every_entity_of_every_module_gets_its_table_and_window_index(
             (schema, name),
         ).fetchall()
         wanted = landing_columns(entity)
-        assert [c for c, _ in columns] == list(wanted)
+        assert [c for c, _ in columns] == [*wanted, "_loaded_at"]
         types = dict(columns)
         assert types["_window_start"] == types["_window_end"] == "timestamp with time zone"
+        assert types["_loaded_at"] == "timestamp with time zone"
         for column, pg_type in wanted.items():
             assert types[column] == {
                 "timestamptz": "timestamp with time zone",
@@ -218,8 +226,9 @@ def test_a_column_added_to_the_source_table_is_added_to_the_landing_table(
 # -- loading: exact values ---------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("copy_format", ["binary", "csv"])
 def test_a_window_loads_exactly_the_lakes_rows_and_values(
-    conn: psycopg.Connection[Any], lake: Lake
+    conn: psycopg.Connection[Any], lake: Lake, copy_format: warehouse.CopyFormat
 ) -> None:
     n = len(AWKWARD_TEXT)
     rows = frame_of(
@@ -235,7 +244,7 @@ def test_a_window_loads_exactly_the_lakes_rows_and_values(
             "latency_ms": [0.1, 1 / 3, 1e-300, 1.7976931348623157e308, 0.0, None] * 2,
             "input_tokens": [0, 2**62, None, 1, 2, 3] * 2,
             "tags": [
-                {k: None for k in TAG_KEYS} | {"region": "eu-west-1", "team": text}
+                dict.fromkeys(TAG_KEYS) | {"region": "eu-west-1", "team": text}
                 for text in AWKWARD_TEXT[:-1]
             ]
             + [None],
@@ -243,8 +252,12 @@ def test_a_window_loads_exactly_the_lakes_rows_and_values(
         n,
     )
     land(lake, OBSERVATORY, METRICS, WINDOW_A, rows, row_group_rows=5)
+    conn.execute("set timezone = 'America/New_York'")  # the session's zone must not matter
+    conn.commit()
 
-    result = load_window(conn, lake, OBSERVATORY, METRICS, WINDOW_A, batch_rows=4)
+    result = load_window(
+        conn, lake, OBSERVATORY, METRICS, WINDOW_A, batch_rows=4, copy_format=copy_format
+    )
 
     assert (result.rows, result.replaced) == (n, 0)
     assert result.table == "landing.observatory__metrics"
@@ -252,10 +265,10 @@ def test_a_window_loads_exactly_the_lakes_rows_and_values(
     got = landed(conn, OBSERVATORY, METRICS)
     assert got == as_rows(rows, WINDOW_A)
     assert got[0]["error_code"] == "" and got[1]["error_code"] is None  # not conflated
-    assert got[0]["tags"] == {k: None for k in TAG_KEYS} | {"region": "eu-west-1", "team": ""}
+    assert got[0]["tags"] == dict.fromkeys(TAG_KEYS) | {"region": "eu-west-1", "team": ""}
     assert got[-1]["tags"] is None
-    # timestamps are UTC instants to the microsecond, whatever the session's zone
-    conn.execute("set timezone = 'America/New_York'")
+    # timestamps are UTC instants to the microsecond; the session keeps its own zone
+    assert conn.execute("show timezone").fetchone() == ("America/New_York",)
     stamp = conn.execute(
         "select to_char(event_time at time zone 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') "
         "from landing.observatory__metrics where event_id = 'evt-01'"
@@ -282,12 +295,14 @@ def test_money_is_exact_numeric(conn: psycopg.Connection[Any], lake: Lake) -> No
     )
     land(lake, COSTOPS, COSTS, WINDOW_A, rows)
 
-    load_window(conn, lake, "costops", "cost_records", WINDOW_A)
+    with pytest.raises(ValueError, match="numeric"):  # binary numeric is not encoded
+        load_window(conn, lake, "costops", "cost_records", WINDOW_A, copy_format="binary")
+    load_window(conn, lake, "costops", "cost_records", WINDOW_A)  # auto: csv
 
     got = conn.execute(
         "select cost_usd, cost_usd::text from landing.costops__cost_records order by 1 nulls last"
     ).fetchall()
-    assert [value for value, _ in got] == sorted(a for a in amounts if a is not None) + [None]
+    assert [value for value, _ in got] == [*sorted(a for a in amounts if a is not None), None]
     assert "0.100000" in {text for _, text in got}  # the scale of numeric(38,6)
     total = conn.execute("select sum(cost_usd)::text from landing.costops__cost_records")
     assert total.fetchone() == ("12345678901234567890123456789008.723457",)
@@ -429,21 +444,34 @@ def test_an_exception_while_copying_rolls_back_to_the_previous_rows(
 ) -> None:
     before = _loaded_a(conn, lake)
     land(lake, OBSERVATORY, METRICS, WINDOW_A, metrics(40, "new"))
-    render = warehouse._render_csv
     calls: list[int] = []
 
-    def failing_render(*args: Any) -> bytes:
-        calls.append(1)
-        if len(calls) == 3:
-            raise RuntimeError("injected failure")
-        return render(*args)
+    def failing(render: Callable[..., bytes]) -> Callable[..., bytes]:
+        def render_or_fail(*args: Any) -> bytes:
+            calls.append(1)
+            if len(calls) == 3:  # two chunks are already copied in
+                raise RuntimeError("injected failure")
+            return render(*args)
 
-    monkeypatch.setattr(warehouse, "_render_csv", failing_render)
-    with pytest.raises(RuntimeError, match="injected failure"):
-        load_window(conn, lake, OBSERVATORY, METRICS, WINDOW_A, batch_rows=10)
+        return render_or_fail
 
-    assert landed(conn, OBSERVATORY, METRICS) == before
-    monkeypatch.setattr(warehouse, "_render_csv", render)
+    with monkeypatch.context() as patch:
+        for name in ("_render_csv", "_render_binary"):
+            patch.setattr(warehouse, name, failing(getattr(warehouse, name)))
+        for copy_format in ("binary", "csv"):
+            calls.clear()
+            with pytest.raises(RuntimeError, match="injected failure"):
+                load_window(
+                    conn,
+                    lake,
+                    OBSERVATORY,
+                    METRICS,
+                    WINDOW_A,
+                    batch_rows=10,
+                    copy_format=copy_format,
+                )
+            assert landed(conn, OBSERVATORY, METRICS) == before
+
     assert load_window(conn, lake, OBSERVATORY, METRICS, WINDOW_A).replaced == 40
 
 
@@ -460,13 +488,13 @@ def test_a_killed_loader_leaves_the_previous_rows(
         from analytics_hub.settings import load_settings
         from analytics_hub.windows import Window
 
-        render, calls = warehouse._render_csv, []
+        render, calls = warehouse._render_binary, []
         def render_then_die(*args):
             calls.append(1)
             if len(calls) == 3:  # two chunks are already copied in
                 os.kill(os.getpid(), signal.SIGKILL)
             return render(*args)
-        warehouse._render_csv = render_then_die
+        warehouse._render_binary = render_then_die
         lake = Lake.from_settings(load_settings(lake_url={lake.url!r}))
         window = Window.parse({WINDOW_A.start.isoformat()!r}, {WINDOW_A.end.isoformat()!r})
         with psycopg.connect({conn.info.dsn!r}) as conn:
@@ -533,9 +561,7 @@ def test_windows_ingested_from_the_simulator_load_exactly(
             assert _canonical(got) == _canonical(expected.to_dicts()), entity.name
 
 
-def test_a_window_loads_from_an_s3_lake(
-    conn: psycopg.Connection[Any], s3_lake_env: Any
-) -> None:
+def test_a_window_loads_from_an_s3_lake(conn: psycopg.Connection[Any], s3_lake_env: Any) -> None:
     lake = Lake.from_settings(load_settings())
     assert lake.url.startswith("s3://")
     rows = metrics(25)

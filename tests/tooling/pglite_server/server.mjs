@@ -122,7 +122,9 @@ function isDebugNotice(buf, start, end) {
 }
 
 // COPY ... FROM STDIN in a query string (the probe confirms it in the simple protocol).
-const COPY_FROM_STDIN = /\bcopy\b[\s\S]*\bfrom\s+stdin\b/i
+const COPY_FROM_STDIN_RE = /\bcopy\b[\s\S]*\bfrom\s+stdin\b/i
+// the cheap test first: the full pattern backtracks over large statements that say "copy"
+const isCopyFromStdin = (sql) => /\bstdin\b/i.test(sql) && COPY_FROM_STDIN_RE.test(sql)
 const COPY_BINARY = /\(\s*format\s+['"]?binary\b|\bformat\s+['"]?binary\b|\bbinary\b/i
 
 // Parameters PostgreSQL reports with ParameterStatus (GUC_REPORT) and their SQL names.
@@ -456,7 +458,7 @@ class Session {
         if (type === 'd' || type === 'c' || type === 'f') continue // not in COPY: ignore, like PostgreSQL
         if (type === 'Q') {
           const sql = msg.toString('utf8', 5, msg.length - 1)
-          if (COPY_FROM_STDIN.test(sql)) {
+          if (isCopyFromStdin(sql)) {
             await flush()
             await this.startSimpleCopy(msg)
             continue
@@ -466,7 +468,7 @@ class Session {
           const nameEnd = body.indexOf(0)
           const name = body.toString('utf8', 0, nameEnd)
           const sql = body.toString('utf8', nameEnd + 1, body.indexOf(0, nameEnd + 1))
-          if (COPY_FROM_STDIN.test(sql)) this.copyStatements.set(name, sql)
+          if (isCopyFromStdin(sql)) this.copyStatements.set(name, sql)
           else this.copyStatements.delete(name)
         } else if (type === 'B') {
           const body = msg.subarray(5)

@@ -1,4 +1,5 @@
 {{ config(materialized='incremental', unique_key='cost_record_id', incremental_strategy='delete+insert') }}
+-- depends_on: {{ ref('stg_costops__cost_records') }}
 -- The latest record_version of each cost record. On an incremental build, a newly landed
 -- version competes with the one already here, so a late, older version never wins.
 with

@@ -34,7 +34,8 @@ final as (
         percentile_cont(0.5) within group (order by latency_ms) as latency_p50_ms,
         percentile_cont(0.95) within group (order by latency_ms) as latency_p95_ms,
         percentile_cont(0.99) within group (order by latency_ms) as latency_p99_ms,
-        sum(latency_ms) as latency_ms_sum,
+        -- numeric: a float sum depends on row order, and a re-run must change nothing
+        sum(latency_ms::numeric) as latency_ms_sum,
         sum(input_tokens) as input_tokens,
         sum(output_tokens) as output_tokens,
         sum(response_bytes) as response_bytes,

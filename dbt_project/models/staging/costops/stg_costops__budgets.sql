@@ -18,7 +18,8 @@ renamed as (
         updated_at,
         limit_usd,
         _window_start,
-        _window_end
+        _window_end,
+        _loaded_at
     from source
 
 )

@@ -31,7 +31,8 @@ renamed as (
         record_version,
         cost_usd,
         _window_start,
-        _window_end
+        _window_end,
+        _loaded_at
     from source
 
 )

@@ -17,7 +17,8 @@ renamed as (
         installs,
         updated_at,
         _window_start,
-        _window_end
+        _window_end,
+        _loaded_at
     from source
 
 )

@@ -25,7 +25,8 @@ renamed as (
         amount_unit,
         amount_usd,
         _window_start,
-        _window_end
+        _window_end,
+        _loaded_at
     from source
 
 )

@@ -23,7 +23,8 @@ renamed as (
         invocations,
         active_tenants,
         _window_start,
-        _window_end
+        _window_end,
+        _loaded_at
     from source
 
 )

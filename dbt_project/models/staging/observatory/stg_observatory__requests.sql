@@ -31,7 +31,8 @@ renamed as (
         error_code,
         response_bytes,
         _window_start,
-        _window_end
+        _window_end,
+        _loaded_at
     from source
 
 )

@@ -24,7 +24,8 @@ renamed as (
         result,
         duration_ms,
         _window_start,
-        _window_end
+        _window_end,
+        _loaded_at
     from source
 
 )

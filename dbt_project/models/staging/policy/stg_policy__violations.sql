@@ -26,7 +26,8 @@ renamed as (
         description,
         user_id,
         _window_start,
-        _window_end
+        _window_end,
+        _loaded_at
     from source
 
 )

@@ -23,7 +23,8 @@ renamed as (
         version,
         actor,
         _window_start,
-        _window_end
+        _window_end,
+        _loaded_at
     from source
 
 )

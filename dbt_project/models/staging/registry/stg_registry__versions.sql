@@ -15,7 +15,8 @@ renamed as (
         published_at,
         updated_at,
         _window_start,
-        _window_end
+        _window_end,
+        _loaded_at
     from source
 
 )

@@ -28,7 +28,8 @@ renamed as (
         source_ip,
         user_id,
         _window_start,
-        _window_end
+        _window_end,
+        _loaded_at
     from source
 
 )

@@ -1,0 +1,269 @@
+"""Lake → landing tables (COPY) → dbt, on PostgreSQL, checked against the simulators' truth.
+
+Two adjacent windows of every module, with chaos on (malformed, duplicated and late
+records), are ingested, loaded and built incrementally; the facts and aggregates must
+equal the ground truth. Then one window is re-pulled and re-loaded and dbt built again:
+nothing may change.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import psycopg
+import pytest
+from psycopg.rows import dict_row
+
+from analytics_hub import warehouse
+from analytics_hub.connectors import Endpoint, ModuleClient
+from analytics_hub.fx import FxRates
+from analytics_hub.ingest import ingest_window
+from analytics_hub.lake import Lake, Zone
+from analytics_hub.settings import load_settings
+from analytics_hub.sources import MODULES
+from analytics_hub.stack.postgres import PrivatePostgres
+from analytics_hub.windows import Window
+from simulators import SimulatorConfig, SimulatorProcess, compute_truth
+
+pytestmark = pytest.mark.integration
+
+PROJECT = Path(__file__).resolve().parents[2]
+DBT = PROJECT / ".venv-dbt" / "bin" / "dbt"
+START = datetime(2026, 11, 23, 10, tzinfo=UTC)
+WINDOWS = [
+    Window(START, START + timedelta(hours=1)),
+    Window(START + timedelta(hours=1), START + timedelta(hours=2)),
+]
+CONFIG = SimulatorConfig(seed=8, chaos=0.3, stall_seconds=0.0, fault_rate=0.0)
+
+
+def truth(module: str, entity: str) -> dict[str, Any]:
+    return compute_truth(CONFIG, module, entity, WINDOWS[0].start, WINDOWS[-1].end)
+
+
+class Warehouse:
+    def __init__(self, pg: PrivatePostgres, root: Path, sim: SimulatorProcess):
+        self.pg, self.root, self.sim = pg, root, sim
+        self.database = "warehouse_truth"
+        pg.create_database(self.database)
+        self.dsn = pg.dsn(self.database)
+        self.lake = Lake.from_settings(load_settings(lake_url=str(root / "lake")))
+
+    def ingest_and_load(self, windows: list[Window]) -> None:
+        settings = load_settings()
+        with psycopg.connect(self.dsn, autocommit=True) as conn:
+            warehouse.ensure_landing_tables(conn)
+            for module in MODULES.values():
+                endpoint = Endpoint(self.sim.module_url(module.name), f"sim-{module.name}-token")
+                with ModuleClient(module, endpoint, settings) as client:
+                    for window in windows:
+                        for entity in module.entities:
+                            ingest_window(
+                                module,
+                                entity,
+                                window,
+                                client=client,
+                                lake=self.lake,
+                                rates=FxRates.load(),
+                                pseudonym_key=b"k",
+                            )
+                        warehouse.load_windows(conn, self.lake, module, window)
+
+    def dbt_build(self) -> None:
+        env = os.environ | {
+            "HUB_WAREHOUSE_HOST": self.pg.host,
+            "HUB_WAREHOUSE_PORT": str(self.pg.port),
+            "HUB_WAREHOUSE_USER": self.pg.user,
+            "HUB_WAREHOUSE_DB": self.database,
+        }
+        result = subprocess.run(
+            [
+                str(DBT),
+                "build",
+                "--project-dir",
+                str(PROJECT / "dbt_project"),
+                "--profiles-dir",
+                str(PROJECT / "dbt_project"),
+                "--target-path",
+                str(self.root / "target"),
+                "--log-path",
+                str(self.root / "logs"),
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert result.returncode == 0, result.stdout[-6000:]
+
+    def query(self, sql: str) -> list[dict[str, Any]]:
+        with psycopg.connect(self.dsn) as conn, conn.cursor(row_factory=dict_row) as cursor:
+            cursor.execute(sql)  # type: ignore[arg-type]
+            return cursor.fetchall()
+
+    def one(self, sql: str) -> Any:
+        return next(iter(self.query(sql)[0].values()))
+
+
+@pytest.fixture(scope="module")
+def built(
+    private_pg: PrivatePostgres, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Warehouse]:
+    root = tmp_path_factory.mktemp("warehouse")
+    with SimulatorProcess(CONFIG) as sim:
+        house = Warehouse(private_pg, root, sim)
+        house.ingest_and_load(WINDOWS[:1])
+        house.dbt_build()  # the first window builds the tables…
+        house.ingest_and_load(WINDOWS[1:])
+        house.dbt_build()  # …the second is merged incrementally
+        yield house
+
+
+def test_requests_and_latency_aggregates_equal_the_truth(built: Warehouse) -> None:
+    expected = truth("observatory", "metrics")
+    assert built.one("select count(*) from analytics.fct_requests") == expected["valid"]
+    agg = built.query(
+        "select sum(requests) as requests, sum(errors) as errors, sum(latency_ms_sum) as latency,"
+        " sum(input_tokens) as input_tokens, sum(output_tokens) as output_tokens"
+        " from analytics.agg_model_latency_hourly"
+    )[0]
+    assert agg["requests"] == expected["valid"]
+    assert agg["errors"] == expected["counts"]["status"].get("error", 0)
+    assert float(agg["latency"]) == pytest.approx(float(expected["sums"]["latency_ms"]), rel=1e-12)
+    assert agg["input_tokens"] == int(expected["sums"]["input_tokens"])
+    assert agg["output_tokens"] == int(expected["sums"]["output_tokens"])
+
+
+def test_latency_percentiles_are_percentile_cont_of_the_bucket(built: Warehouse) -> None:
+    group = built.query(
+        "select * from analytics.agg_model_latency_hourly order by requests desc limit 1"
+    )[0]
+    latencies = [
+        row["latency_ms"]
+        for row in built.query(
+            "select latency_ms from analytics.fct_requests"
+            f" where date_bin('1 hour', event_time, timestamptz '1970-01-01Z')"
+            f" = '{group['bucket'].isoformat()}'"
+            f" and model_id = '{group['model_id']}' and asset_id = '{group['asset_id']}'"
+            f" and environment = '{group['environment']}'"
+        )
+    ]
+    series = pl.Series(latencies)
+    assert len(latencies) == group["requests"]
+    for q, column in [(0.5, "latency_p50_ms"), (0.95, "latency_p95_ms"), (0.99, "latency_p99_ms")]:
+        assert group[column] == pytest.approx(series.quantile(q, interpolation="linear"))
+
+
+def test_each_violation_and_security_event_is_counted_exactly_once(built: Warehouse) -> None:
+    violations = truth("policy", "violations")
+    assert built.one("select count(*) from analytics.fct_violations") == violations["valid"]
+    by_type = {
+        row["violation_type"]: row["n"]
+        for row in built.query(
+            "select violation_type, sum(violations) as n from analytics.agg_violations_hourly"
+            " group by 1"
+        )
+    }
+    assert by_type == violations["counts"]["violation_type"]
+    threats = truth("sentinel", "security-events")
+    assert built.one("select count(*) from analytics.fct_security_events") == threats["valid"]
+    by_level = {
+        row["threat_level"]: row["n"]
+        for row in built.query(
+            "select threat_level, sum(security_events) as n from analytics.agg_threats_hourly"
+            " group by 1"
+        )
+    }
+    assert by_level == threats["counts"]["threat_level"]
+
+
+def test_compliance_counts_equal_the_truth(built: Warehouse) -> None:
+    evaluations = truth("policy", "evaluations")
+    agg = built.query(
+        "select sum(evaluations) as evaluations, sum(compliant) as compliant"
+        " from analytics.agg_compliance_hourly"
+    )[0]
+    assert agg["evaluations"] == evaluations["valid"]
+    assert agg["compliant"] == evaluations["counts"]["result"]["compliant"]
+
+
+def test_costs_keep_the_latest_version_and_sum_to_the_cent(built: Warehouse) -> None:
+    lake_rows = pl.from_arrow(built.lake.read(Zone.NORMALIZED, "costops", "cost_records"))
+    assert isinstance(lake_rows, pl.DataFrame)
+    latest = lake_rows.sort("record_version").group_by("cost_record_id").last()
+    assert built.one("select count(*) from analytics.fct_cost_records") == latest.height
+    total = built.one("select sum(cost_usd) from analytics.agg_costs_hourly")
+    assert total.quantize(Decimal("0.01")) == Decimal(str(latest["cost_usd"].sum())).quantize(
+        Decimal("0.01")
+    )
+    assert lake_rows.height > latest.height, "the window should hold corrected versions"
+
+
+def test_a_late_record_lands_in_its_true_bucket(built: Warehouse) -> None:
+    late_ids = truth("sentinel", "security-events")["late"]
+    assert late_ids
+    row = built.query(
+        "select event_time, ingested_at from analytics.fct_security_events"
+        f" where event_id = '{late_ids[0]}'"
+    )[0]
+    assert row["event_time"] < row["ingested_at"] - timedelta(hours=2)
+    bucket = row["event_time"].replace(minute=0, second=0, microsecond=0)
+    assert (
+        built.one(
+            "select count(*) from analytics.agg_threats_hourly"
+            f" where bucket = '{bucket.isoformat()}'"
+        )
+        >= 1
+    )
+
+
+def test_rerunning_a_window_changes_nothing(built: Warehouse) -> None:
+    tables = [
+        "agg_model_latency_hourly",
+        "agg_costs_hourly",
+        "agg_violations_hourly",
+        "agg_compliance_hourly",
+        "agg_threats_hourly",
+    ]
+
+    def state() -> dict[str, list[dict[str, Any]]]:
+        return {
+            t: built.query(
+                f"select * from analytics.{t} order by 1, 2, 3, 4"  # noqa: S608
+            )
+            for t in tables
+        }
+
+    def without_load_times(rows: dict[str, list[dict[str, Any]]]) -> Any:
+        return {
+            t: [{k: v for k, v in r.items() if k != "_loaded_at"} for r in rs]
+            for t, rs in rows.items()
+        }
+
+    before = without_load_times(state())
+    built.ingest_and_load(WINDOWS[:1])
+    built.dbt_build()
+    after = without_load_times(state())
+    changed = [
+        (table, old, new)
+        for table in tables
+        for old, new in zip(before[table], after[table], strict=False)
+        if old != new
+    ]
+    assert not changed, f"{len(changed)} rows changed, e.g. {changed[:2]}"
+    assert {t: len(rows) for t, rows in after.items()} == {t: len(r) for t, r in before.items()}
+    for fact in ["fct_requests", "fct_violations", "fct_security_events", "fct_cost_records"]:
+        key = "cost_record_id" if fact == "fct_cost_records" else "event_id"
+        assert (
+            built.one(
+                f"select count(*) - count(distinct {key}) from analytics.{fact}"  # noqa: S608
+            )
+            == 0
+        )
