@@ -234,12 +234,7 @@ def test_rerunning_a_window_changes_nothing(built: Warehouse) -> None:
     ]
 
     def state() -> dict[str, list[dict[str, Any]]]:
-        return {
-            t: built.query(
-                f"select * from analytics.{t} order by 1, 2, 3, 4"  # noqa: S608
-            )
-            for t in tables
-        }
+        return {t: built.query(f"select * from analytics.{t} order by 1, 2, 3, 4") for t in tables}
 
     def without_load_times(rows: dict[str, list[dict[str, Any]]]) -> Any:
         return {
@@ -261,9 +256,4 @@ def test_rerunning_a_window_changes_nothing(built: Warehouse) -> None:
     assert {t: len(rows) for t, rows in after.items()} == {t: len(r) for t, r in before.items()}
     for fact in ["fct_requests", "fct_violations", "fct_security_events", "fct_cost_records"]:
         key = "cost_record_id" if fact == "fct_cost_records" else "event_id"
-        assert (
-            built.one(
-                f"select count(*) - count(distinct {key}) from analytics.{fact}"  # noqa: S608
-            )
-            == 0
-        )
+        assert built.one(f"select count(*) - count(distinct {key}) from analytics.{fact}") == 0
