@@ -8,8 +8,9 @@ one transaction per window: the window's old rows are replaced, never duplicated
 failure leaves the previous state. Updates the Asset `warehouse.landing`, on which the
 dbt transform is scheduled.
 
-**Reload by hand**: trigger with params `module`, `window_start`, `window_end` (and
-optionally `entity`) to load a window that is already in the lake.
+**Reload by hand**: trigger with params `window_start`, `window_end` (and optionally
+`module`, `entity`; by default every entity of every module) to load a window that is
+already in the lake.
 """
 
 from __future__ import annotations
@@ -58,12 +59,14 @@ with DAG(
     ) -> list[dict[str, Any]]:
         landed = orchestration.windows_from_asset_events(triggering_asset_events)
         params = params or {}
-        if params.get("module"):
-            module = MODULES[params["module"]]
+        if params.get("window_start") or params.get("window_end"):
             window = Window.parse(params["window_start"], params["window_end"])
-            entities = [params["entity"]] if params.get("entity") else module.entities
+            modules = [MODULES[params["module"]]] if params.get("module") else MODULES.values()
             landed += [
-                (module.name, getattr(entity, "name", entity), window) for entity in entities
+                (module.name, entity.name, window)
+                for module in modules
+                for entity in module.entities
+                if params.get("entity") in (None, entity.name)
             ]
         return orchestration.load_landed_windows(landed)
 

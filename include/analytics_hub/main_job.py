@@ -1,9 +1,11 @@
 """The main job, on an embedded default: ``make run`` (``python -m analytics_hub.main_job``).
 
-It starts what it needs (the private PostgreSQL cluster for Airflow's metadata, the module
-simulators), has Airflow run every ``ingest_<module>`` DAG for one window, then prints what
-landed in the lake and checks it against the simulators' ground truth. Everything it
-starts, it stops; the lake stays in ``.local/lake`` for you to look at.
+It starts what it needs (the private PostgreSQL cluster for Airflow's metadata and the
+warehouse, the module simulators), then has Airflow run, for one window: every
+``ingest_<module>`` DAG, ``load_warehouse`` for each module, and ``transform`` (dbt).
+It prints what landed in the lake, checked against the simulators' ground truth, and
+headline numbers from the marts. Everything it starts, it stops; the lake stays in
+``.local/lake`` and the warehouse in the ``warehouse`` database of ``.local/pg``.
 """
 
 from __future__ import annotations
@@ -18,8 +20,14 @@ from typing import Any
 from analytics_hub.lake import Lake
 from analytics_hub.settings import load_settings
 from analytics_hub.sources import MODULES
-from analytics_hub.stack.airflow_env import airflow_env, dags_test, migrate_once
-from analytics_hub.stack.local_hub import local_hub_env
+from analytics_hub.stack.airflow_env import (
+    airflow_env,
+    dags_test,
+    failure_excerpt,
+    migrate_once,
+    serialize_dags,
+)
+from analytics_hub.stack.local_hub import WAREHOUSE_DATABASE, local_hub_env
 from analytics_hub.stack.postgres import PrivatePostgres
 from analytics_hub.windows import Window
 
@@ -46,9 +54,10 @@ def run(window: Window, seed: int, chaos: float) -> int:
     with PrivatePostgres() as pg, SimulatorProcess(config) as sim:
         print(f"postgres   {pg.dsn()} (Airflow metadata)")
         print(f"simulators {sim.url} (seed {seed}, chaos {chaos})")
-        env = airflow_env(pg) | local_hub_env(sim.url)
+        env = airflow_env(pg) | local_hub_env(sim.url, pg)
         took = migrate_once(pg, env)
         print("airflow db up to date" if took is None else f"airflow db migrated in {took:.0f} s")
+        serialize_dags(env)
         print(f"window     {window}\n")
 
         started = time.monotonic()
@@ -56,7 +65,7 @@ def run(window: Window, seed: int, chaos: float) -> int:
             runs = dict(pool.map(lambda m: (m, dags_test(env, f"ingest_{m}", conf)), MODULES))
         failed = [m for m, result in runs.items() if result.returncode != 0]
         for module in failed:
-            print(f"ingest_{module} FAILED; its last output:\n{runs[module].stdout[-3000:]}")
+            print(f"ingest_{module} FAILED:\n{failure_excerpt(runs[module])}")
         print(f"Airflow ran {len(runs)} ingest DAGs in {time.monotonic() - started:.0f} s\n")
 
         lake = Lake.from_settings(load_settings(lake_url=env["HUB_LAKE_URL"]))
@@ -69,7 +78,59 @@ def run(window: Window, seed: int, chaos: float) -> int:
             manifests, lambda m, e: compute_truth(config, m, e, window.start, window.end)
         )
         print(f"\nlake: {lake.url}")
-        return 1 if failed or mismatches else 0
+        if failed or mismatches:
+            return 1
+
+        started = time.monotonic()
+        loaded = dags_test(env, "load_warehouse", conf)
+        if loaded.returncode != 0:
+            print(f"load_warehouse FAILED:\n{failure_excerpt(loaded)}")
+            return 1
+        transformed = dags_test(env, "transform")
+        if transformed.returncode != 0:
+            print(f"transform FAILED:\n{failure_excerpt(transformed)}")
+            return 1
+        print(
+            f"Airflow loaded the window into the warehouse and ran dbt in "
+            f"{time.monotonic() - started:.0f} s\n"
+        )
+        print("headline numbers, over everything in the warehouse so far:\n")
+        _headlines(pg.dsn(WAREHOUSE_DATABASE))
+        return 0
+
+
+HEADLINES = {
+    "spend by account (USD)": """
+        select account_id, round(sum(cost_usd), 2) as usd, sum(cost_records) as records
+        from analytics.agg_costs_hourly group by 1 order by 2 desc limit 5""",
+    "p95 latency by model (ms, busiest hours' worst)": """
+        select model_id, round(max(latency_p95_ms)::numeric, 1) as p95_ms,
+               sum(requests) as requests, round(sum(errors)::numeric / sum(requests), 4)
+               as error_rate
+        from analytics.agg_model_latency_hourly group by 1 order by 3 desc limit 5""",
+    "compliance rate": """
+        select round(sum(compliant)::numeric / nullif(sum(evaluations), 0), 4) as rate,
+               sum(evaluations) as evaluations,
+               (select sum(violations) from analytics.agg_violations_hourly) as violations
+        from analytics.agg_compliance_hourly""",
+    "threats by level": """
+        select threat_level, sum(security_events) as events
+        from analytics.agg_threats_hourly group by 1 order by 2 desc""",
+}
+
+
+def _headlines(dsn: str) -> None:
+    import psycopg
+
+    with psycopg.connect(dsn) as conn:
+        for title, query in HEADLINES.items():
+            cursor = conn.execute(query)
+            columns = [c.name for c in cursor.description or ()]
+            print(f"{title}:")
+            print("  " + "  ".join(f"{c:>24}" for c in columns))
+            for row in cursor.fetchall():
+                print("  " + "  ".join(f"{v!s:>24}" for v in row))
+            print()
 
 
 def _report(manifests: list[dict[str, Any]], truth_of: Any) -> int:

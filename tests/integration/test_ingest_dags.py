@@ -30,7 +30,14 @@ import pytest
 from analytics_hub.lake import Lake, Zone
 from analytics_hub.settings import load_settings
 from analytics_hub.sources import MODULES
-from analytics_hub.stack.airflow_env import airflow_env, connections_env, dags_test, migrate_once
+from analytics_hub.stack.airflow_env import (
+    airflow_env,
+    connections_env,
+    dags_test,
+    failure_excerpt,
+    migrate_once,
+    serialize_dags,
+)
 from analytics_hub.stack.postgres import PrivatePostgres
 from analytics_hub.stack.s3 import MotoS3Server
 from simulators import SimulatorConfig, SimulatorProcess, compute_truth
@@ -57,6 +64,7 @@ class Runs:
         self.local_lake = Lake.from_settings(load_settings(lake_url=str(root / "lake")))
         base = airflow_env(pg, home=root / "airflow") | {"HUB_PSEUDONYM_KEY": secrets.token_hex(16)}
         migrate_once(pg, base)
+        serialize_dags(base)
         self.output: dict[tuple[str, str], str] = {}
         with SimulatorProcess(CLEAN) as clean, SimulatorProcess(CHAOS) as chaos:
             s3_env = base | s3.hub_env() | s3.env() | connections_env(clean.url)
@@ -72,7 +80,9 @@ class Runs:
             results = pool.map(lambda m: (m, dags_test(env, f"ingest_{m}", CONF)), MODULES)
             for module, result in results:
                 self.output[(label, module)] = result.stdout + result.stderr
-                assert result.returncode == 0, f"{label} ingest_{module}:\n{result.stdout[-4000:]}"
+                assert result.returncode == 0, (
+                    f"{label} ingest_{module}:\n{failure_excerpt(result)}"
+                )
 
     def snapshot(self) -> dict[str, Any]:
         selector = pafs.FileSelector(self.s3_lake.root, recursive=True)

@@ -70,7 +70,7 @@ def _airflow(pg: PrivatePostgres, api_port: int) -> int:
     pg.start()
     port = choose_api_port(api_port)
     with SimulatorProcess(SimulatorConfig(seed=42, chaos=0.05, stall_seconds=0.5)) as sim:
-        env = airflow_env(pg, api_port=port) | local_hub_env(sim.url)
+        env = airflow_env(pg, api_port=port) | local_hub_env(sim.url, pg)
         print(f"airflow metadata: {pg.sqlalchemy_url(AIRFLOW_DATABASE)}")
         took = migrate_once(pg, env)
         print("airflow db: up to date" if took is None else f"airflow db migrated in {took:.1f}s")

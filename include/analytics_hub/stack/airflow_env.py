@@ -71,6 +71,8 @@ def airflow_env(
             "AIRFLOW__API__PORT": str(port),
             "AIRFLOW__API__BASE_URL": f"http://localhost:{port}",
             "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://localhost:{port}/execution/",
+            # no usage pings from cosmos: these machines have no internet, and need none
+            "AIRFLOW__COSMOS__ENABLE_TELEMETRY": "False",
         }
     )
     return env
@@ -146,3 +148,22 @@ def dags_test(
     if conf:
         command += ["--conf", json.dumps(dict(conf))]
     return subprocess.run(command, env=dict(env), capture_output=True, text=True, check=False)
+
+
+def serialize_dags(env: Mapping[str, str]) -> None:
+    """Parse and store every DAG once, before ``dags test`` processes run side by side.
+
+    Two processes that both find a DAG unserialized race to insert it; done once up front,
+    each later process finds it stored.
+    """
+    airflow = shutil.which("airflow", path=env.get("PATH"))
+    if airflow is None:
+        raise FileNotFoundError("the airflow command is not installed in this environment")
+    subprocess.run([airflow, "dags", "reserialize"], env=dict(env), check=True, capture_output=True)
+
+
+def failure_excerpt(result: subprocess.CompletedProcess[str], limit: int = 4000) -> str:
+    """The part of a failed ``dags test``'s output worth reading: its traceback, or its end."""
+    output = result.stdout + result.stderr
+    start = output.rfind("Traceback (most recent call last)")
+    return output[start : start + limit] if start >= 0 else output[-limit:]

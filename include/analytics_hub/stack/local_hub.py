@@ -6,11 +6,13 @@ both see the same lake and the same connections.
 
 from __future__ import annotations
 
+import json
 import secrets
 from pathlib import Path
 
 from analytics_hub.stack.airflow_env import connections_env
 from analytics_hub.stack.net import project_root
+from analytics_hub.stack.postgres import PrivatePostgres
 
 
 def local_dir(project: Path | None = None) -> Path:
@@ -27,10 +29,28 @@ def local_pseudonym_key(project: Path | None = None) -> str:
     return path.read_text().strip()
 
 
-def local_hub_env(simulator_url: str, project: Path | None = None) -> dict[str, str]:
-    """``HUB_*`` settings and Airflow connections for the local lake and the simulators."""
+WAREHOUSE_DATABASE = "warehouse"
+
+
+def local_hub_env(
+    simulator_url: str, pg: PrivatePostgres, project: Path | None = None
+) -> dict[str, str]:
+    """``HUB_*`` settings and Airflow connections: the local lake, the simulators, and a
+    ``warehouse`` database in the private cluster (created if missing)."""
+    pg.create_database(WAREHOUSE_DATABASE)
+    warehouse = {
+        "conn_type": "postgres",
+        "host": pg.host,
+        "port": pg.port,
+        "login": pg.user,
+        # The private cluster trusts local connections and ignores this; cosmos's profile
+        # mapping insists on some password.
+        "password": "trust",
+        "schema": WAREHOUSE_DATABASE,
+    }
     return {
         "HUB_LAKE_URL": str(local_dir(project) / "lake"),
         "HUB_PSEUDONYM_KEY": local_pseudonym_key(project),
+        "AIRFLOW_CONN_HUB_WAREHOUSE": json.dumps(warehouse),
         **connections_env(simulator_url),
     }
