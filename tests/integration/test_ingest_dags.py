@@ -59,7 +59,9 @@ class Runs:
     """Every module's DAG, run against a clean simulator twice and a chaotic one once."""
 
     def __init__(self, pg: PrivatePostgres, s3: MotoS3Server, root: Path):
-        s3_settings = {k.removeprefix("HUB_").lower(): v for k, v in s3.hub_env().items()}
+        # a lake of its own in the session's bucket: other tests land windows there too
+        s3_hub_env = s3.hub_env() | {"HUB_LAKE_URL": f"s3://{s3.bucket}/ingest-dags-lake"}
+        s3_settings = {k.removeprefix("HUB_").lower(): v for k, v in s3_hub_env.items()}
         self.s3_lake = Lake.from_settings(load_settings(**s3_settings))
         self.local_lake = Lake.from_settings(load_settings(lake_url=str(root / "lake")))
         base = airflow_env(pg, home=root / "airflow") | {"HUB_PSEUDONYM_KEY": secrets.token_hex(16)}
@@ -67,7 +69,7 @@ class Runs:
         serialize_dags(base)
         self.output: dict[tuple[str, str], str] = {}
         with SimulatorProcess(CLEAN) as clean, SimulatorProcess(CHAOS) as chaos:
-            s3_env = base | s3.hub_env() | s3.env() | connections_env(clean.url)
+            s3_env = base | s3_hub_env | s3.env() | connections_env(clean.url)
             chaos_env = base | {"HUB_LAKE_URL": self.local_lake.url} | connections_env(chaos.url)
             self._run_all("first", s3_env)
             self.first = self.snapshot()
