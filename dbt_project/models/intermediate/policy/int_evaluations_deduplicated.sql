@@ -1,3 +1,4 @@
+-- Evaluations: one row per event_id, however often delivered.
 with
 
 evaluations as (
@@ -6,20 +7,9 @@ evaluations as (
 
 ),
 
-ranked as (
-
-    select
-        *,
-        row_number() over (
-            partition by event_id order by ingested_at, _window_start
-        ) as delivery_number
-    from evaluations
-
-),
-
 final as (
 
-    select * from ranked where delivery_number = 1
+    {{ first_delivery('evaluations') }}
 
 )
 

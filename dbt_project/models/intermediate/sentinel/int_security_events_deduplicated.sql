@@ -7,20 +7,9 @@ security_events as (
 
 ),
 
-ranked as (
-
-    select
-        *,
-        row_number() over (
-            partition by event_id order by ingested_at, _window_start
-        ) as delivery_number
-    from security_events
-
-),
-
 final as (
 
-    select * from ranked where delivery_number = 1
+    {{ first_delivery('security_events') }}
 
 )
 
