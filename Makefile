@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 UV := $(shell command -v uv >/dev/null 2>&1 && echo uv || echo python3 -m uv)
 UV_COMPILE := $(UV) pip compile --quiet --python 3.11 --universal
 
-.PHONY: help setup test lint fmt lock up down status airflow run bench clean
+.PHONY: help setup test lint fmt lock up down status airflow run dbt-dev bench clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-8s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -47,6 +47,9 @@ airflow: setup ## Run Airflow (standalone) on the private cluster; UI at http://
 
 run: setup ## Run the main job end to end
 	$(BIN)/python -m analytics_hub.main_job
+
+dbt-dev: setup ## A dev warehouse with 3 days of simulated data, then dbt build and docs
+	$(BIN)/python -m analytics_hub.stack.dbt_dev $(DBT_DEV_ARGS)
 
 bench: setup ## Run the benchmarks in bench/
 	@shopt -s nullglob; for script in bench/*.py; do \
