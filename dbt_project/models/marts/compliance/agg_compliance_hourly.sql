@@ -9,13 +9,7 @@ with
 evaluations as (
 
     select * from {{ ref('fct_evaluations') }}
-    {% if is_incremental() %}
-    where {{ time_bucket('1 hour', 'event_time') }} in (
-        select distinct {{ time_bucket('1 hour', 'event_time') }}
-        from {{ ref('fct_evaluations') }}
-        {{ new_rows() }}
-    )
-    {% endif %}
+    {{ touched_buckets(ref('fct_evaluations'), 'event_time') }}
 
 ),
 

@@ -9,13 +9,7 @@ with
 violations as (
 
     select * from {{ ref('fct_violations') }}
-    {% if is_incremental() %}
-    where {{ time_bucket('1 hour', 'event_time') }} in (
-        select distinct {{ time_bucket('1 hour', 'event_time') }}
-        from {{ ref('fct_violations') }}
-        {{ new_rows() }}
-    )
-    {% endif %}
+    {{ touched_buckets(ref('fct_violations'), 'event_time') }}
 
 ),
 

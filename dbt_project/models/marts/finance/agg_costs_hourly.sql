@@ -9,13 +9,7 @@ with
 cost_records as (
 
     select * from {{ ref('fct_cost_records') }}
-    {% if is_incremental() %}
-    where {{ time_bucket('1 hour', 'usage_start') }} in (
-        select distinct {{ time_bucket('1 hour', 'usage_start') }}
-        from {{ ref('fct_cost_records') }}
-        {{ new_rows() }}
-    )
-    {% endif %}
+    {{ touched_buckets(ref('fct_cost_records'), 'usage_start') }}
 
 ),
 

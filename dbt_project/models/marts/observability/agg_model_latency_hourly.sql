@@ -4,20 +4,12 @@
     incremental_strategy='delete+insert',
 ) }}
 -- Latency percentiles, tokens and error rate per model, asset and environment per hour.
--- Incremental: every hour that newly landed requests fall in (late ones included) is
--- recomputed whole, since percentiles do not add up.
 with
 
 requests as (
 
     select * from {{ ref('fct_requests') }}
-    {% if is_incremental() %}
-    where {{ time_bucket('1 hour', 'event_time') }} in (
-        select distinct {{ time_bucket('1 hour', 'event_time') }}
-        from {{ ref('fct_requests') }}
-        {{ new_rows() }}
-    )
-    {% endif %}
+    {{ touched_buckets(ref('fct_requests'), 'event_time') }}
 
 ),
 

@@ -9,13 +9,7 @@ with
 security_events as (
 
     select * from {{ ref('fct_security_events') }}
-    {% if is_incremental() %}
-    where {{ time_bucket('1 hour', 'event_time') }} in (
-        select distinct {{ time_bucket('1 hour', 'event_time') }}
-        from {{ ref('fct_security_events') }}
-        {{ new_rows() }}
-    )
-    {% endif %}
+    {{ touched_buckets(ref('fct_security_events'), 'event_time') }}
 
 ),
 
