@@ -1,30 +1,44 @@
-{{ config(materialized='incremental', unique_key='event_id', incremental_strategy='delete+insert') }}
+{{ config(
+    materialized='incremental',
+    incremental_strategy='hub_merge',
+    unique_key='event_id',
+    meta={'fact': {
+        'module': 'policy',
+        'time_column': 'event_time',
+        'index_by': [['asset_id'], ['policy_id']],
+    }},
+    post_hook="{{ fact_storage() }}",
+) }}
 with
 
 evaluations as (
 
     select * from {{ ref('int_evaluations_deduplicated') }}
-    {{ new_rows() }}
+    {{ keys_with_new_rows('event_id', ref('stg_policy__evaluations')) }}
 
 ),
 
 final as (
 
     select
-        event_id,
-        event_time,
-        ingested_at,
-        environment,
-        event_type,
-        evaluation_id,
-        policy_id,
-        asset_id,
-        result,
-        duration_ms,
-        _window_start,
-        _window_end,
-        _loaded_at
+        evaluations.event_id,
+        evaluations.event_time,
+        evaluations.ingested_at,
+        evaluations.environment,
+        evaluations.event_type,
+        evaluations.evaluation_id,
+        evaluations.policy_id,
+        evaluations.asset_id,
+        assets.asset_name,
+        assets.category as asset_category,
+        assets.owner as asset_owner,
+        evaluations.result,
+        evaluations.duration_ms,
+        evaluations._window_start,
+        evaluations._window_end,
+        evaluations._loaded_at
     from evaluations
+    {{ asset_as_of('evaluations', 'event_time') }}
 
 )
 

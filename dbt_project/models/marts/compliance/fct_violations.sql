@@ -1,31 +1,45 @@
-{{ config(materialized='incremental', unique_key='event_id', incremental_strategy='delete+insert') }}
+{{ config(
+    materialized='incremental',
+    incremental_strategy='hub_merge',
+    unique_key='event_id',
+    meta={'fact': {
+        'module': 'policy',
+        'time_column': 'event_time',
+        'index_by': [['asset_id'], ['asset_id', 'violation_type']],
+    }},
+    post_hook="{{ fact_storage() }}",
+) }}
 with
 
 violations as (
 
     select * from {{ ref('int_violations_deduplicated') }}
-    {{ new_rows() }}
+    {{ keys_with_new_rows('event_id', ref('stg_policy__violations')) }}
 
 ),
 
 final as (
 
     select
-        event_id,
-        event_time,
-        ingested_at,
-        environment,
-        violation_id,
-        policy_id,
-        asset_id,
-        violation_severity,
-        violation_type,
-        description,
-        user_id,
-        _window_start,
-        _window_end,
-        _loaded_at
+        violations.event_id,
+        violations.event_time,
+        violations.ingested_at,
+        violations.environment,
+        violations.violation_id,
+        violations.policy_id,
+        violations.asset_id,
+        assets.asset_name,
+        assets.category as asset_category,
+        assets.owner as asset_owner,
+        violations.violation_severity,
+        violations.violation_type,
+        violations.description,
+        violations.user_id,
+        violations._window_start,
+        violations._window_end,
+        violations._loaded_at
     from violations
+    {{ asset_as_of('violations', 'event_time') }}
 
 )
 

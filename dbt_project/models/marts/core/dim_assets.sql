@@ -26,7 +26,12 @@ final as (
         owner,
         tags,
         created_at,
-        updated_at as valid_from,
+        case
+            -- an asset's first known state holds from its creation
+            when row_number() over (partition by asset_id order by updated_at) = 1
+                then least(created_at, updated_at)
+            else updated_at
+        end as valid_from,
         coalesce(
             lead(updated_at) over (partition by asset_id order by updated_at),
             'infinity'::timestamptz

@@ -1,42 +1,53 @@
-{{ config(materialized='incremental', unique_key='cost_record_id', incremental_strategy='delete+insert') }}
--- depends_on: {{ ref('stg_costops__cost_records') }}
+{{ config(
+    materialized='incremental',
+    incremental_strategy='hub_merge',
+    unique_key='cost_record_id',
+    meta={'fact': {
+        'module': 'costops',
+        'time_column': 'usage_start',
+        'index_by': [['asset_id'], ['account_id']],
+        'time_is_stable': false,
+    }},
+    post_hook="{{ fact_storage() }}",
+) }}
 -- The latest record_version of each cost record. On an incremental build, a newly landed
--- version competes with the one already here, so a late, older version never wins.
+-- version competes with the ones already landed, so a late, older version never wins. A
+-- correction may move a record's usage hour, so rows are replaced by key alone.
 with
 
 latest as (
 
     select * from {{ ref('int_cost_records_latest') }}
-    {% if is_incremental() %}
-    where cost_record_id in (
-        select cost_record_id from {{ ref('stg_costops__cost_records') }} {{ new_rows() }}
-    )
-    {% endif %}
+    {{ keys_with_new_rows('cost_record_id', ref('stg_costops__cost_records')) }}
 
 ),
 
 final as (
 
     select
-        cost_record_id,
-        record_version,
-        event_id,
-        event_time,
-        ingested_at,
-        account_id,
-        asset_id,
-        model_id,
-        usage_start,
-        usage_end,
-        input_tokens,
-        output_tokens,
-        cost,
-        cost_unit,
-        cost_usd,
-        _window_start,
-        _window_end,
-        _loaded_at
+        latest.cost_record_id,
+        latest.record_version,
+        latest.event_id,
+        latest.event_time,
+        latest.ingested_at,
+        latest.account_id,
+        latest.asset_id,
+        assets.asset_name,
+        assets.category as asset_category,
+        assets.owner as asset_owner,
+        latest.model_id,
+        latest.usage_start,
+        latest.usage_end,
+        latest.input_tokens,
+        latest.output_tokens,
+        latest.cost,
+        latest.cost_unit,
+        latest.cost_usd,
+        latest._window_start,
+        latest._window_end,
+        latest._loaded_at
     from latest
+    {{ asset_as_of('latest', 'usage_start') }}
 
 )
 

@@ -1,4 +1,14 @@
-{{ config(materialized='incremental', unique_key='event_id', incremental_strategy='delete+insert') }}
+{{ config(
+    materialized='incremental',
+    incremental_strategy='hub_merge',
+    unique_key='event_id',
+    meta={'fact': {
+        'module': 'observatory',
+        'time_column': 'event_time',
+        'index_by': [['asset_id'], ['asset_id', 'model_id']],
+    }},
+    post_hook="{{ fact_storage() }}",
+) }}
 -- Observatory telemetry is at-most-once: taken as delivered.
 with
 
@@ -12,26 +22,30 @@ requests as (
 final as (
 
     select
-        event_id,
-        event_time,
-        ingested_at,
-        environment,
-        request_id,
-        model_id,
-        asset_id,
-        region,
-        service,
-        latency_ms,
-        ttft_ms,
-        input_tokens,
-        output_tokens,
-        status,
-        error_code,
-        response_bytes,
-        _window_start,
-        _window_end,
-        _loaded_at
+        requests.event_id,
+        requests.event_time,
+        requests.ingested_at,
+        requests.environment,
+        requests.request_id,
+        requests.model_id,
+        requests.asset_id,
+        assets.asset_name,
+        assets.category as asset_category,
+        assets.owner as asset_owner,
+        requests.region,
+        requests.service,
+        requests.latency_ms,
+        requests.ttft_ms,
+        requests.input_tokens,
+        requests.output_tokens,
+        requests.status,
+        requests.error_code,
+        requests.response_bytes,
+        requests._window_start,
+        requests._window_end,
+        requests._loaded_at
     from requests
+    {{ asset_as_of('requests', 'event_time') }}
 
 )
 

@@ -1,0 +1,27 @@
+{#-
+    Filter for incremental models: rows landed since the last build of this model.
+    Landing rows carry `_loaded_at` (set by the load step); a re-loaded window gets a new
+    `_loaded_at`, so backfills and re-pulls of old windows flow in too. The lookback covers
+    loads that were still committing during the last build (a watermark alone would miss
+    them); re-reading those rows is harmless, since incremental models replace by key.
+-#}
+{% macro new_rows(loaded_at='_loaded_at') %}
+    {% if is_incremental() %}
+        where {{ loaded_at }} > (
+            select coalesce(max(_loaded_at), '-infinity') from {{ this }}
+        ) - interval '{{ var("incremental_lookback") }}'
+    {% endif %}
+{% endmacro %}
+
+{#-
+    Filter for incremental models that deduplicate: every row of the keys that have new
+    rows in `landed` (first deliveries and versions landed earlier included), so the
+    deduplication is decided over all deliveries of a key, not just the new ones. Filtering
+    on the deduplication's partition key lets PostgreSQL push it below the window function:
+    only the touched keys are ranked, not the whole history.
+-#}
+{% macro keys_with_new_rows(key, landed) %}
+    {% if is_incremental() %}
+        where {{ key }} in (select {{ key }} from {{ landed }} {{ new_rows() }})
+    {% endif %}
+{% endmacro %}

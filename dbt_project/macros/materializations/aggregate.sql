@@ -1,0 +1,159 @@
+{#-
+    materialized='aggregate': a time-bucketed rollup of a fact table, one SELECT ... GROUP BY
+    whose first column is `bucket` (time_bucket of the fact's time). The same model is
+    - on TimescaleDB, a continuous aggregate (real-time) with a refresh policy and the
+      aggregates' retention policy, refreshed at the end of every build (TimescaleDB then
+      re-materializes only the buckets its invalidation log marks as changed);
+    - on PostgreSQL, a table maintained incrementally: the buckets touched by rows that
+      reached the fact since the last build (late ones included) are recomputed whole,
+      since percentiles and rates do not add up. The model filters its fact with
+      `aggregate_filter(...)`, which is empty on TimescaleDB and on a full build.
+    dbt's own materializations cannot do either: a continuous aggregate needs
+    `WITH (timescaledb.continuous)` and a refresh outside any transaction, and the
+    incremental one cannot replace whole buckets found at run time.
+-#}
+{% materialization aggregate, adapter='postgres' %}
+    {%- if warehouse_kind() == 'timescaledb' -%}
+        {{ return(continuous_aggregate()) }}
+    {%- else -%}
+        {{ return(incremental_aggregate()) }}
+    {%- endif -%}
+{% endmaterialization %}
+
+{#- Is this build of an aggregate model incremental (PostgreSQL, table there, no full refresh)? -#}
+{% macro aggregate_is_incremental() %}
+    {%- if not execute or should_full_refresh() or warehouse_kind() != 'postgres' -%}
+        {{ return(false) }}
+    {%- endif -%}
+    {%- set existing = adapter.get_relation(this.database, this.schema, this.identifier) -%}
+    {{ return(existing is not none and existing.type == 'table') }}
+{% endmacro %}
+
+{#-
+    The WHERE clause of an aggregate model on its fact: on an incremental build, the rows of
+    every `width` bucket that rows landed since the last build fall in.
+-#}
+{% macro aggregate_filter(facts, time_column, width) %}
+    {%- if not aggregate_is_incremental() -%}{{ return('') }}{%- endif -%}
+    {%- set bucket = time_bucket(width, time_column) | trim -%}
+    {%- set buckets = run_query(
+        "select distinct " ~ bucket ~ " from " ~ facts
+        ~ " where _loaded_at > (select coalesce(max(_loaded_at), '-infinity') from " ~ this
+        ~ ") - interval '" ~ var('incremental_lookback') ~ "' order by 1"
+    ).columns[0].values() -%}
+    {%- if buckets | length == 0 %}
+    where false
+    {%- else %}
+    where {{ time_column }} >= '{{ buckets[0] }}'
+        and {{ time_column }} < timestamptz '{{ buckets[-1] }}' + interval '{{ width }}'
+        and {{ bucket }} in (
+            {%- for b in buckets %}'{{ b }}'{{ ', ' if not loop.last }}{% endfor -%}
+        )
+    {%- endif %}
+{% endmacro %}
+
+{% macro incremental_aggregate() %}
+    {%- set existing = load_cached_relation(this) -%}
+    {%- set target = this.incorporate(type='table') -%}
+    {%- set rebuild = existing is none or existing.type != 'table' or should_full_refresh() -%}
+    {%- set intermediate = make_intermediate_relation(target) -%}
+    {%- set backup = make_backup_relation(target, 'table') -%}
+    {{ drop_relation_if_exists(load_cached_relation(intermediate)) }}
+    {{ drop_relation_if_exists(load_cached_relation(backup)) }}
+    {{ run_hooks(pre_hooks, inside_transaction=False) }}
+    {{ run_hooks(pre_hooks, inside_transaction=True) }}
+    {%- if rebuild %}
+        {% call statement('main') -%}
+            {{ get_create_table_as_sql(False, intermediate, sql) }};
+            create index on {{ intermediate }} (bucket);
+        {%- endcall %}
+        {%- if existing is not none and existing.type == 'table' %}
+            {{ adapter.rename_relation(existing, backup) }}
+        {%- elif existing is not none %}
+            {{ drop_relation_or_aggregate(existing) }}
+        {%- endif %}
+        {{ adapter.rename_relation(intermediate, target) }}
+        {% do create_indexes(target) %}
+    {%- else %}
+        {%- set temp = make_temp_relation(target) -%}
+        {%- set columns = adapter.get_columns_in_relation(target)
+            | map(attribute='quoted') | join(', ') -%}
+        {% call statement('main') -%}
+            {{ get_create_table_as_sql(True, temp, sql) }};
+            delete from {{ target }} where bucket in (select bucket from {{ temp }});
+            insert into {{ target }} ({{ columns }}) select {{ columns }} from {{ temp }};
+        {%- endcall %}
+    {%- endif %}
+    {{ run_hooks(post_hooks, inside_transaction=True) }}
+    {% do persist_docs(target, model) %}
+    {{ adapter.commit() }}
+    {{ drop_relation_if_exists(backup) }}
+    {{ run_hooks(post_hooks, inside_transaction=False) }}
+    {{ return({'relations': [target]}) }}
+{% endmacro %}
+
+{% macro continuous_aggregate() %}
+    {%- set existing = load_cached_relation(this) -%}
+    {%- set target = this.incorporate(type='view') -%}
+    {%- set signature = 'hub continuous aggregate ' ~ local_md5(sql) -%}
+    {%- set current = none -%}
+    {%- if existing is not none and existing.type == 'view' -%}
+        {%- set current = run_query(
+            "select obj_description('" ~ this ~ "'::regclass, 'pg_class')"
+        ).columns[0].values()[0] -%}
+    {%- endif -%}
+    {%- set recreate = current != signature or should_full_refresh() -%}
+    {%- set refresh = var('continuous_aggregate_refresh') -%}
+    {{ run_hooks(pre_hooks, inside_transaction=False) }}
+    {{ run_hooks(pre_hooks, inside_transaction=True) }}
+    {%- if recreate and existing is not none %}
+        {{ drop_relation_or_aggregate(existing) }}
+    {%- endif %}
+    {% call statement('main') -%}
+        {%- if recreate %}
+            create materialized view {{ target }}
+                with (timescaledb.continuous, timescaledb.materialized_only = false)
+            as {{ sql }}
+            with no data;
+            comment on view {{ target }} is '{{ signature }}';
+            select add_continuous_aggregate_policy(
+                '{{ target }}',
+                start_offset => interval '{{ refresh.start_offset }}',
+                end_offset => interval '{{ refresh.end_offset }}',
+                schedule_interval => interval '{{ refresh.schedule_interval }}'
+            );
+            select add_retention_policy(
+                '{{ target }}', drop_after => interval '{{ var("retention")["aggregates"] }}'
+            );
+        {%- else %}
+            select 'up to date' as continuous_aggregate
+        {%- endif %}
+    {%- endcall %}
+    {{ run_hooks(post_hooks, inside_transaction=True) }}
+    {{ adapter.commit() }}
+    {#- outside any transaction, as TimescaleDB requires (the profile sets autocommit) -#}
+    {% call statement('refresh', auto_begin=False) -%}
+        call refresh_continuous_aggregate('{{ target }}', null, null)
+    {%- endcall %}
+    {{ run_hooks(post_hooks, inside_transaction=False) }}
+    {{ return({'relations': [target]}) }}
+{% endmacro %}
+
+{#- Drop a table, a view or a continuous aggregate (a view that only DROP MATERIALIZED VIEW takes). -#}
+{% macro drop_relation_or_aggregate(relation) %}
+    {%- if relation.type == 'view' and warehouse_kind() == 'timescaledb' -%}
+        {%- set is_aggregate = run_query(
+            "select count(*) from timescaledb_information.continuous_aggregates"
+            ~ " where view_schema = '" ~ relation.schema ~ "'"
+            ~ " and view_name = '" ~ relation.identifier ~ "'"
+        ).columns[0].values()[0] > 0 -%}
+        {%- if is_aggregate -%}
+            {% call statement('drop_aggregate') -%}
+                drop materialized view if exists {{ relation }} cascade
+            {%- endcall %}
+            {{ adapter.cache_dropped(relation) }}
+            {{ return('') }}
+        {%- endif -%}
+    {%- endif -%}
+    {{ adapter.drop_relation(relation) }}
+{% endmacro %}

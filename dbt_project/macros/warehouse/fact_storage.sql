@@ -1,0 +1,114 @@
+{#-
+    Storage of the fact tables, declared in each fact's config:
+
+        meta={'fact': {'module': 'observatory', 'time_column': 'event_time',
+                       'index_by': [['asset_id'], ['asset_id', 'model_id']]}}
+
+    and applied by the post-hook `fact_storage()` (a no-op once in place):
+    - TimescaleDB: a hypertable chunked by day, with compression of chunks older than
+      var('compress_after') and the module's retention (var('retention')) as policies.
+    - PostgreSQL: a table partitioned by day (`<table>_pYYYYMMDD`); `apply_retention` drops
+      the partitions past the module's retention.
+    Both get the seed's indexes: (time desc), (<index_by...>, time desc) for each entry, and
+    one on _loaded_at, which incremental builds filter on.
+-#}
+{% macro fact_settings() %}
+    {%- set fact = (config.get('meta') or {}).get('fact') -%}
+    {%- if fact is none or fact.get('time_column') is none or fact.get('module') is none -%}
+        {{ exceptions.raise_compiler_error(
+            "fact model " ~ this ~ " needs meta.fact.module and meta.fact.time_column"
+        ) }}
+    {%- endif -%}
+    {%- set retention = var('retention') -%}
+    {%- if fact.module not in retention -%}
+        {{ exceptions.raise_compiler_error(
+            "no retention for module '" ~ fact.module ~ "' in var('retention')"
+        ) }}
+    {%- endif -%}
+    {{ return({
+        'module': fact.module,
+        'time_column': fact.time_column,
+        'index_by': fact.get('index_by', []),
+        'segment_by': fact.get('segment_by', 'asset_id'),
+        'time_is_stable': fact.get('time_is_stable', true),
+        'retention': retention[fact.module],
+    }) }}
+{% endmacro %}
+
+{% macro fact_storage() %}
+    {%- if not execute -%}{{ return('') }}{%- endif -%}
+    {{ return(warehouse_dispatch('fact_storage')(this, fact_settings())) }}
+{% endmacro %}
+
+{% macro fact_indexes(relation, fact) %}
+    {%- set time = fact.time_column -%}
+    {%- for columns in [[]] + fact.index_by %}
+    create index if not exists {{ relation.identifier }}__{{ (columns + [time]) | join('_') }}
+        on {{ relation }} ({% for c in columns %}{{ c }}, {% endfor %}{{ time }} desc);
+    {%- endfor %}
+    create index if not exists {{ relation.identifier }}___loaded_at
+        on {{ relation }} (_loaded_at);
+{% endmacro %}
+
+{% macro timescaledb__fact_storage(relation, fact) %}
+    {%- set found = run_query(
+        "select count(*) from timescaledb_information.hypertables"
+        ~ " where hypertable_schema = '" ~ relation.schema ~ "'"
+        ~ " and hypertable_name = '" ~ relation.identifier ~ "'"
+    ).columns[0].values()[0] -%}
+    {%- if found > 0 -%}{{ return('') }}{%- endif -%}
+    select create_hypertable(
+        '{{ relation }}',
+        by_range('{{ fact.time_column }}', interval '1 day'),
+        create_default_indexes => false,
+        migrate_data => true
+    );
+    {{ fact_indexes(relation, fact) }}
+    alter table {{ relation }} set (
+        timescaledb.compress,
+        timescaledb.compress_segmentby = '{{ fact.segment_by }}',
+        timescaledb.compress_orderby = '{{ fact.time_column }} desc'
+    );
+    select add_compression_policy(
+        '{{ relation }}', compress_after => interval '{{ var("compress_after") }}'
+    );
+    select add_retention_policy('{{ relation }}', drop_after => interval '{{ fact.retention }}');
+{% endmacro %}
+
+{% macro postgres__fact_storage(relation, fact) %}
+    {%- set kind = run_query(
+        "select relkind from pg_class where oid = '" ~ relation ~ "'::regclass"
+    ).columns[0].values()[0] -%}
+    {%- if kind == 'p' -%}{{ return('') }}{%- endif -%}
+    {%- set unpartitioned = relation.incorporate(
+        path={'identifier': relation.identifier ~ '__unpartitioned'}) -%}
+    {%- set backup = relation.incorporate(
+        path={'identifier': relation.identifier ~ '__dbt_backup'}) -%}
+    -- a full refresh keeps the old table as a backup until commit: its partitions hold the
+    -- names the new ones take
+    drop table if exists {{ backup }} cascade;
+    alter table {{ relation }} rename to {{ unpartitioned.identifier }};
+    create table {{ relation }} (like {{ unpartitioned }} including defaults)
+        partition by range ({{ fact.time_column }});
+    {{ day_partitions(relation, relation, fact.time_column) }}
+    insert into {{ relation }} select * from {{ unpartitioned }};
+    drop table {{ unpartitioned }};
+    {{ fact_indexes(relation, fact) }}
+{% endmacro %}
+
+{#-
+    PostgreSQL: the day partitions of `target` that the rows of `rows` need (`rows` is read
+    now, while rendering, so it must exist).
+-#}
+{% macro day_partitions(target, rows, time_column) %}
+    {%- set days = run_query(
+        "select distinct to_char(" ~ time_column ~ " at time zone 'UTC', 'YYYYMMDD') from "
+        ~ rows ~ " where " ~ time_column ~ " is not null order by 1"
+    ).columns[0].values() -%}
+    {%- for day in days %}
+    create table if not exists {{ target.incorporate(
+        path={'identifier': target.identifier ~ '_p' ~ day}) }}
+        partition of {{ target }} for values
+        from ('{{ day }} 00:00:00+00') to (timestamptz '{{ day }} 00:00:00+00' + interval '1 day');
+    {%- endfor %}
+{% endmacro %}

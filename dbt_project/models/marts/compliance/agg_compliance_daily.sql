@@ -1,0 +1,2 @@
+{{ config(materialized='aggregate') }}
+{{ compliance_rollup('1 day') }}

@@ -1,0 +1,2 @@
+{{ config(materialized='aggregate') }}
+{{ violations_rollup('1 day') }}

@@ -1,0 +1,2 @@
+{{ config(materialized='aggregate') }}
+{{ costs_rollup('1 day') }}

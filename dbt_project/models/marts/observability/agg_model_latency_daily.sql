@@ -1,0 +1,2 @@
+{{ config(materialized='aggregate') }}
+{{ model_latency_rollup('1 day') }}

@@ -1,0 +1,2 @@
+{{ config(materialized='aggregate') }}
+{{ threats_rollup('1 day') }}
