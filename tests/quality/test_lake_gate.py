@@ -1,0 +1,271 @@
+"""The lake gate against real windows: pulled from the simulator, landed in a real lake.
+
+Each test lands a window with the DAG's stage function (``ingest_window``), then runs the
+gate the ``validate_<entity>`` task runs. Bad rows the simulator cannot produce (its
+malformed records never get past normalization) are injected into the landed object, and
+the test knows exactly which ids it broke.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pyarrow.parquet as pq
+import pytest
+
+from analytics_hub.connectors import Endpoint, ModuleClient
+from analytics_hub.fx import FxRates
+from analytics_hub.ingest import ingest_window
+from analytics_hub.lake import Lake, Zone
+from analytics_hub.quality.config import GateSettings, load_gate_settings, quality_url
+from analytics_hub.quality.gate import GateResult, WindowBlockedError, validate_window
+from analytics_hub.quality.store import QualityStore, open_store
+from analytics_hub.settings import HubSettings, load_settings
+from analytics_hub.sources import MODULES, Entity, Module
+from analytics_hub.windows import Window
+from simulators import SimulatorConfig, SimulatorProcess, compute_truth
+
+pytestmark = pytest.mark.integration
+
+WINDOW = Window(datetime(2026, 11, 25, 10, tzinfo=UTC), datetime(2026, 11, 25, 11, tzinfo=UTC))
+KEY = b"quality-test-key"
+OBSERVATORY = MODULES["observatory"]
+METRICS = OBSERVATORY.entity("metrics")
+SENTINEL = MODULES["sentinel"]
+SECURITY = SENTINEL.entity("security_events")
+POLICY = MODULES["policy"]
+VIOLATIONS = POLICY.entity("violations")
+CONFIG = SimulatorConfig(
+    seed=11,
+    chaos=0.3,
+    fault_rate=0.0,
+    stall_seconds=0.0,
+    volume={"observatory": 400, "sentinel": 200, "policy": 1000},
+)
+SILENT = SimulatorConfig(seed=11, volume={"observatory": 0})
+
+
+@pytest.fixture(scope="module")
+def sim() -> Iterator[Any]:
+    with SimulatorProcess(CONFIG) as process:
+        yield process
+
+
+class Hub:
+    """A lake, its quality store and the gate's settings, for one test."""
+
+    def __init__(self, settings: HubSettings, gate: GateSettings, work_dir: Path):
+        self.settings = settings
+        self.gate = gate
+        self.lake = Lake.from_settings(settings)
+        self.store: QualityStore = open_store(quality_url(settings, gate), settings, str(work_dir))
+
+    def land(self, sim: Any, module: Module, entity: Entity, window: Window = WINDOW) -> None:
+        endpoint = Endpoint(sim.module_url(module.name), f"sim-{module.name}-token")
+        with ModuleClient(module, endpoint, load_settings(http_max_backoff_seconds=1.0)) as c:
+            ingest_window(
+                module,
+                entity,
+                window,
+                client=c,
+                lake=self.lake,
+                rates=FxRates.load(),
+                pseudonym_key=KEY,
+            )
+
+    def validate(self, module: Module, entity: Entity, window: Window = WINDOW) -> GateResult:
+        return validate_window(
+            module, entity, window, lake=self.lake, store=self.store, settings=self.gate
+        )
+
+    def frame(self, zone: Zone, module: Module, entity: Entity) -> pl.DataFrame:
+        path = self.lake.path(zone, module.name, entity.name, WINDOW)
+        frame = pl.from_arrow(pq.read_table(path, filesystem=self.lake.fs))
+        assert isinstance(frame, pl.DataFrame)
+        return frame
+
+    def manifest(self, module: Module, entity: Entity) -> dict[str, Any]:
+        return self.lake.read_json(self.lake.path(Zone.MANIFESTS, module.name, entity.name, WINDOW))
+
+    def rewrite(self, module: Module, entity: Entity, frame: pl.DataFrame) -> None:
+        """Replace the landed normalized object (what a faulty stage would have written)."""
+        path = self.lake.path(Zone.NORMALIZED, module.name, entity.name, WINDOW)
+        schema = pq.read_schema(path, filesystem=self.lake.fs)
+        with self.lake.parquet_writer(path, schema) as out:
+            out.write_table(frame.to_arrow().cast(schema))
+
+
+@pytest.fixture
+def hub(tmp_path: Path) -> Hub:
+    settings = load_settings(lake_url=str(tmp_path / "lake"))
+    return Hub(settings, load_gate_settings(), tmp_path / "work")
+
+
+def corrupt(frame: pl.DataFrame, column: str, rows: list[int], value: Any) -> pl.DataFrame:
+    index = pl.int_range(pl.len())
+    return frame.with_columns(
+        pl.when(index.is_in(rows)).then(pl.lit(value)).otherwise(pl.col(column)).alias(column)
+    )
+
+
+def test_a_chaotic_window_passes_and_its_dead_letters_are_the_simulators_malformed(
+    sim: Any, hub: Hub
+) -> None:
+    hub.land(sim, POLICY, VIOLATIONS)
+    result = hub.validate(POLICY, VIOLATIONS)
+
+    truth = compute_truth(CONFIG, "policy", "violations", WINDOW.start, WINDOW.end)
+    assert truth["malformed"] and truth["late"] and truth["duplicates"]
+    # late records (up to 48 h) are within the allowance; duplicates were dropped by ingest
+    assert result.status == "passed", result.to_dict()
+    dead = hub.frame(Zone.DEADLETTER, POLICY, VIOLATIONS)
+    assert sorted(dead["record_id"].to_list()) == sorted(m["id"] for m in truth["malformed"])
+    manifest = hub.manifest(POLICY, VIOLATIONS)
+    assert manifest["balanced"] and manifest["landed"] == truth["valid"]
+    assert manifest["quality"]["status"] == "passed"
+
+    history = hub.store.history().to_table().to_pylist()
+    assert {row["expectation"] for row in history} >= {"balance", "volume_collapse", "freshness"}
+    assert all(row["success"] for row in history)
+    assert {(row["module"], row["entity"]) for row in history} == {("policy", "violations")}
+    index = Path(hub.store.docs_index)
+    assert index.is_file() and "lake.policy.violations" in index.read_text()
+
+
+def test_row_failures_quarantine_exactly_the_bad_rows(sim: Any, hub: Hub) -> None:
+    hub.land(sim, SENTINEL, SECURITY)
+    landed = hub.frame(Zone.NORMALIZED, SENTINEL, SECURITY)
+    before = hub.manifest(SENTINEL, SECURITY)
+    ids = landed["event_id"].to_list()
+    broken = (
+        corrupt(landed, "severity_score", [3, 17], 11.0)  # the contract's range is 0-10
+        .pipe(corrupt, "threat_level", [5], "apocalyptic")  # not an accepted value
+        .pipe(corrupt, "event_time", [8], datetime(2026, 11, 26, tzinfo=UTC))  # the future
+        .pipe(corrupt, "event_id", [21], ids[22])  # a key seen twice: both copies go
+    )
+    hub.rewrite(SENTINEL, SECURITY, broken)
+
+    result = hub.validate(SENTINEL, SECURITY)
+
+    bad = [ids[3], ids[17], ids[5], ids[8], ids[22], ids[22]]
+    assert result.status == "quarantined"
+    assert result.quarantined == len(bad)
+    dead = hub.frame(Zone.DEADLETTER, SENTINEL, SECURITY)
+    gate_letters = dead.filter(pl.col("reason_code").str.starts_with("expectation:"))
+    assert sorted(gate_letters["record_id"].to_list()) == sorted(bad)
+    reasons = dict(gate_letters.select("record_id", "reason").iter_rows())
+    assert reasons[ids[3]] == "expectation:expect_column_values_to_be_between:severity_score"
+    assert reasons[ids[5]] == "expectation:expect_column_values_to_be_in_set:threat_level"
+    assert reasons[ids[22]] == "expectation:expect_column_values_to_be_unique:event_id"
+    kept = hub.frame(Zone.NORMALIZED, SENTINEL, SECURITY)
+    assert kept.height == landed.height - len(bad)
+    assert not set(bad) & set(kept["event_id"].to_list())
+
+    manifest = hub.manifest(SENTINEL, SECURITY)
+    assert manifest["balanced"]
+    assert manifest["landed"] == before["landed"] - len(bad)
+    assert manifest["dead_lettered"] == before["dead_lettered"] + len(bad)
+    assert manifest["dead_letter_reasons"]["expectation:expect_column_values_to_be_between"] == 3
+
+    # a re-run finds a clean window and writes no dead letter twice
+    again = hub.validate(SENTINEL, SECURITY)
+    assert again.status == "passed"
+    assert hub.frame(Zone.DEADLETTER, SENTINEL, SECURITY).height == dead.height
+    assert hub.manifest(SENTINEL, SECURITY)["balanced"]
+
+
+def test_warn_records_and_continues(sim: Any, hub: Hub) -> None:
+    hub.land(sim, OBSERVATORY, METRICS)
+    landed = hub.frame(Zone.NORMALIZED, OBSERVATORY, METRICS)
+    hub.rewrite(OBSERVATORY, METRICS, corrupt(landed, "latency_ms", [0], 3_600_000.0))
+
+    result = hub.validate(OBSERVATORY, METRICS)
+
+    assert result.status == "warned"
+    assert [f.expectation for f in result.warned] == [
+        "expect_column_values_to_be_between:latency_ms"
+    ]
+    assert hub.frame(Zone.NORMALIZED, OBSERVATORY, METRICS).height == landed.height
+    assert hub.manifest(OBSERVATORY, METRICS)["quality"]["warned"] == [
+        "expect_column_values_to_be_between:latency_ms"
+    ]
+    history = hub.store.history().to_table().to_pylist()
+    warned = [row for row in history if not row["success"]]
+    assert [(row["severity"], row["action"]) for row in warned] == [("warn", "warned")]
+
+
+def test_block_stops_with_the_failed_expectation_and_a_sample(sim: Any, tmp_path: Path) -> None:
+    settings = load_settings(lake_url=str(tmp_path / "lake"))
+    hub = Hub(settings, load_gate_settings(max_bad_row_share=0.01), tmp_path / "work")
+    hub.land(sim, SENTINEL, SECURITY)
+    landed = hub.frame(Zone.NORMALIZED, SENTINEL, SECURITY)
+    too_many = list(range(0, landed.height, 10))  # 10 % of the rows
+    hub.rewrite(SENTINEL, SECURITY, corrupt(landed, "mitigation_status", too_many, "ignored"))
+
+    with pytest.raises(WindowBlockedError) as blocked:
+        hub.validate(SENTINEL, SECURITY)
+
+    message = str(blocked.value)
+    assert "bad_row_share" in message and landed["event_id"][0] in message
+    # nothing moved: the window stays as landed, for a person to look at
+    assert hub.frame(Zone.NORMALIZED, SENTINEL, SECURITY).height == landed.height
+    assert hub.manifest(SENTINEL, SECURITY)["quality"]["status"] == "blocked"
+
+
+def test_schema_drift_blocks(sim: Any, hub: Hub) -> None:
+    hub.land(sim, SENTINEL, SECURITY)
+    path = hub.lake.path(Zone.NORMALIZED, "sentinel", "security_events", WINDOW)
+    drifted = pq.read_table(path, filesystem=hub.lake.fs).drop_columns(["threat_level"])
+    with hub.lake.parquet_writer(path, drifted.schema) as out:
+        out.write_table(drifted)
+
+    with pytest.raises(WindowBlockedError, match="expect_table_columns_to_match_ordered_list"):
+        hub.validate(SENTINEL, SECURITY)
+
+
+def test_an_outage_trips_the_volume_check(sim: Any, hub: Hub) -> None:
+    yesterday = Window(WINDOW.start - timedelta(days=1), WINDOW.end - timedelta(days=1))
+    hub.land(sim, OBSERVATORY, METRICS, yesterday)
+    assert hub.validate(OBSERVATORY, METRICS, yesterday).status == "passed"
+    with SimulatorProcess(SILENT) as silent:  # the module answers, with nothing
+        hub.land(silent, OBSERVATORY, METRICS)
+
+    with pytest.raises(WindowBlockedError, match="volume_collapse") as blocked:
+        hub.validate(OBSERVATORY, METRICS)
+    assert "observed 0" in str(blocked.value)
+
+
+def test_a_stalled_module_trips_freshness(sim: Any, hub: Hub) -> None:
+    hub.land(sim, OBSERVATORY, METRICS)
+    landed = hub.frame(Zone.NORMALIZED, OBSERVATORY, METRICS)
+    # the module still answers, but what it sends stopped advancing two hours ago
+    stalled = landed.with_columns(pl.col("event_time") - timedelta(hours=2))
+    hub.rewrite(OBSERVATORY, METRICS, stalled)
+
+    result = hub.validate(OBSERVATORY, METRICS)
+
+    assert result.status == "warned"
+    assert [f.expectation for f in result.warned] == ["freshness"]
+
+
+def test_the_gate_on_an_s3_lake(sim: Any, s3_lake_env: Any, tmp_path: Path) -> None:
+    settings = load_settings(lake_url=f"s3://{s3_lake_env.bucket}/gate-test/lake")
+    hub = Hub(settings, load_gate_settings(), tmp_path / "work")
+    hub.land(sim, SENTINEL, SECURITY)
+    landed = hub.frame(Zone.NORMALIZED, SENTINEL, SECURITY)
+    hub.rewrite(SENTINEL, SECURITY, corrupt(landed, "security_type", [2], "rumour"))
+
+    result = hub.validate(SENTINEL, SECURITY)
+
+    assert result.status == "quarantined"
+    dead = hub.frame(Zone.DEADLETTER, SENTINEL, SECURITY)
+    assert dead.filter(pl.col("reason_code").str.starts_with("expectation:"))[
+        "record_id"
+    ].to_list() == [landed["event_id"][2]]
+    assert hub.store.docs_index == f"s3://{s3_lake_env.bucket}/gate-test/quality/docs/index.html"
+    assert hub.lake.fs.get_file_info(hub.store.docs_index.removeprefix("s3://")).size > 0
+    assert hub.store.history().count_rows() > 0
