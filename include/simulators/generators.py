@@ -510,6 +510,12 @@ def derive_cost_usd(columns: Columns) -> None:
     columns["cost_usd"] = _div_round_half_even(columns["cost"] * rate, divisor)
 
 
+def derive_limit_usd(columns: Columns) -> None:
+    # limit is in cents of its currency; converted with the rate of updated_at's UTC day.
+    rate = fx_table().rate_micro(columns["currency"], _epoch_days(columns["updated_at"]))
+    columns["limit_usd"] = _div_round_half_even(columns["limit"] * rate, np.int64(100))
+
+
 def costops_budgets(ctx: HourContext) -> Columns:
     world = ctx.world
     changed, updated = ctx.state_times(len(world.budget_ids))

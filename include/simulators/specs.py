@@ -402,7 +402,8 @@ def _build_modules() -> dict[str, ModuleSpec]:
                     key=("budget_id", "updated_at"),
                     generate=g.costops_budgets,
                     volume_share=0.05,
-                    sums=(("limit", 2), ("alert_threshold_percent", 0)),
+                    sums=(("limit", 2), ("alert_threshold_percent", 0), ("limit_usd", 6)),
+                    derive=g.derive_limit_usd,
                     fields=(
                         Field("budget_id", "id", required=True),
                         Field("account_id", "id", required=True),

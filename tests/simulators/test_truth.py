@@ -13,7 +13,7 @@ import pytest
 from simulator_helpers import WINDOW, pull_pages
 from starlette.testclient import TestClient
 
-from simulators import MODULES, SimulatorConfig, compute_truth
+from simulators import MODULES, SimulatorConfig, compute_records, compute_truth
 from simulators.fx import FX_TABLE_PATH
 from simulators.render import BAD_NUMBERS, BAD_TIMES
 from simulators.specs import DURATION_SUFFIXES, MODULE_SPECS
@@ -52,6 +52,40 @@ def test_truth_is_additive_over_windows(module: str, entity: str) -> None:
     )
     assert parts == whole
     assert whole["pulled"] > 0
+
+
+@pytest.mark.parametrize(("module", "entity"), ENTITIES)
+def test_records_are_the_valid_records_the_truth_counts_and_sums(module: str, entity: str) -> None:
+    truth = compute_truth(CHAOTIC, module, entity, START, END)
+    records = compute_records(CHAOTIC, module, entity, START, END)
+    assert len(records) == truth["valid"]
+    damaged = {m["id"] for m in truth["malformed"]}
+    spec = MODULE_SPECS[module].entity(entity)
+    if spec.kind == "series":
+        ids = [r["event_id"] for r in records]
+        assert len(set(ids)) == len(ids)
+        assert not damaged & set(ids)
+        assert all(START <= r["ingested_at"] < END for r in records)
+    for name, expected in truth["sums"].items():
+        total = sum(Decimal(r[name]) for r in records if r[name] is not None)
+        assert total == Decimal(expected), name
+    for name, expected in truth["counts"].items():
+        present = Counter(r[name] for r in records if r[name] is not None)
+        assert dict(sorted(present.items())) == expected, name
+
+
+def test_budget_limits_in_usd_use_the_rate_of_their_update_day() -> None:
+    rates = _rates()
+    records = compute_records(CHAOTIC, "costops", "budgets", START, END)
+    assert {r["currency"] for r in records} - {"USD"}
+    for record in records:
+        rate = (
+            Decimal(1)
+            if record["currency"] == "USD"
+            else rates[(record["updated_at"].date().isoformat(), record["currency"])]
+        )
+        expected = (record["limit"] * rate).quantize(Decimal("0.000001"), ROUND_HALF_EVEN)
+        assert record["limit_usd"] == expected
 
 
 def test_chaos_zero_has_no_damage() -> None:
