@@ -1,0 +1,2 @@
+{{ config(materialized='aggregate') }}
+{{ marketplace_revenue_rollup('1 hour') }}

@@ -1,0 +1,2 @@
+{{ config(materialized='aggregate') }}
+{{ marketplace_usage_rollup('1 hour') }}

@@ -1,0 +1,2 @@
+{{ config(materialized='aggregate') }}
+{{ registry_events_rollup('1 day') }}
