@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import os
 import subprocess
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,7 @@ from analytics_hub.settings import load_settings
 from analytics_hub.sources import MODULES
 from analytics_hub.stack.postgres import PrivatePostgres
 from analytics_hub.windows import Window
-from simulators import SimulatorConfig, SimulatorProcess, compute_truth
+from simulators import SimulatorConfig, SimulatorProcess, compute_records, compute_truth
 
 pytestmark = pytest.mark.integration
 
@@ -46,6 +47,37 @@ CONFIG = SimulatorConfig(seed=8, chaos=0.3, stall_seconds=0.0, fault_rate=0.0)
 
 def truth(module: str, entity: str) -> dict[str, Any]:
     return compute_truth(CONFIG, module, entity, WINDOWS[0].start, WINDOWS[-1].end)
+
+
+def truth_records(module: str, entity: str) -> list[dict[str, Any]]:
+    """The valid records behind `truth(module, entity)`, with their canonical values."""
+    return compute_records(CONFIG, module, entity, WINDOWS[0].start, WINDOWS[-1].end)
+
+
+def hour_of(moment: datetime) -> datetime:
+    return moment.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+
+
+def day_of(moment: datetime) -> datetime:
+    return hour_of(moment).replace(hour=0)
+
+
+def month_of(moment: datetime) -> datetime:
+    return day_of(moment).replace(day=1)
+
+
+def grouped(
+    records: list[dict[str, Any]], key: Callable[[dict[str, Any]], Any], *measures: str
+) -> dict[Any, tuple[Any, ...]]:
+    """Per key: the number of records and the sum of each measure."""
+    groups: dict[Any, tuple[Any, ...]] = {}
+    for record in records:
+        count, *sums = groups.get(key(record), (0, *(0 for _ in measures)))
+        groups[key(record)] = (
+            count + 1,
+            *(total + record[m] for total, m in zip(sums, measures, strict=True)),
+        )
+    return groups
 
 
 class Warehouse:
@@ -224,6 +256,131 @@ def test_a_late_record_lands_in_its_true_bucket(built: Warehouse) -> None:
     )
 
 
+def test_marketplace_usage_per_extension_and_period_equals_the_truth(built: Warehouse) -> None:
+    expected = truth("marketplace", "usage")
+    usage = truth_records("marketplace", "usage")
+    assert expected["duplicates"], "the windows should hold redelivered reports"
+    assert expected["late"], "late reports should land in the hour they report"
+    assert built.one("select count(*) from analytics.fct_marketplace_usage") == expected["valid"]
+    for table, bucket in [("hourly", hour_of), ("daily", day_of)]:
+        actual = {
+            (row["bucket"], row["extension_id"]): (
+                row["usage_reports"],
+                row["invocations"],
+                row["active_tenant_hours"],
+            )
+            for row in built.query(f"select * from analytics.agg_marketplace_usage_{table}")
+        }
+        assert actual == grouped(
+            usage,
+            lambda r, bucket=bucket: (bucket(r["period_start"]), r["extension_id"]),
+            "invocations",
+            "active_tenants",
+        ), table
+    totals = built.query(
+        "select sum(invocations) as invocations, sum(active_tenant_hours) as tenants"
+        " from analytics.agg_marketplace_usage_daily"
+    )[0]
+    assert totals["invocations"] == Decimal(expected["sums"]["invocations"])
+    assert totals["tenants"] == Decimal(expected["sums"]["active_tenants"])
+
+
+def test_marketplace_revenue_in_usd_per_extension_equals_the_truth(built: Warehouse) -> None:
+    expected = truth("marketplace", "revenue")
+    revenue = truth_records("marketplace", "revenue")
+    assert {r["currency"] for r in revenue} == {"USD", "EUR", "GBP"}
+    assert expected["late"], "late records should land in the hour they report"
+    assert built.one("select count(*) from analytics.fct_marketplace_revenue") == expected["valid"]
+    for table, bucket in [("hourly", hour_of), ("daily", day_of)]:
+        actual = {
+            (row["bucket"], row["extension_id"]): (row["revenue_records"], row["revenue_usd"])
+            for row in built.query(f"select * from analytics.agg_marketplace_revenue_{table}")
+        }
+        assert actual == grouped(
+            revenue,
+            lambda r, bucket=bucket: (bucket(r["period_start"]), r["extension_id"]),
+            "amount_usd",
+        ), table
+    total = built.one("select sum(revenue_usd) from analytics.agg_marketplace_revenue_daily")
+    assert total == Decimal(expected["sums"]["amount_usd"])
+
+
+def test_registry_events_are_counted_once_per_type_and_day(built: Warehouse) -> None:
+    expected = truth("registry", "events")
+    assert expected["duplicates"], "the windows should hold redelivered events"
+    assert built.one("select count(*) from analytics.fct_registry_events") == expected["valid"]
+    actual = {
+        (row["bucket"], row["event_type"]): row["events"]
+        for row in built.query("select * from analytics.agg_registry_events_daily")
+    }
+    per_day = grouped(
+        truth_records("registry", "events"), lambda r: (day_of(r["event_time"]), r["event_type"])
+    )
+    assert actual == {key: count for key, (count,) in per_day.items()}
+    by_type: Counter[str] = Counter()
+    for (_, event_type), events in actual.items():
+        by_type[event_type] += events
+    assert dict(sorted(by_type.items())) == expected["counts"]["event_type"]
+
+
+def test_policy_audit_entries_are_counted_once(built: Warehouse) -> None:
+    expected = truth("policy", "audit-trail")
+    assert built.one("select count(*) from analytics.fct_policy_audit") == expected["valid"]
+    by_type = {
+        row["event_type"]: row["n"]
+        for row in built.query(
+            "select event_type, count(*) as n from analytics.fct_policy_audit group by 1"
+        )
+    }
+    assert by_type == expected["counts"]["event_type"]
+
+
+def test_budget_burn_is_the_truths_spend_over_the_limit_in_force(built: Warehouse) -> None:
+    latest: dict[str, dict[str, Any]] = {}
+    for record in truth_records("costops", "cost-data"):
+        kept = latest.get(record["cost_record_id"])
+        if kept is None or record["record_version"] > kept["record_version"]:
+            latest[record["cost_record_id"]] = record
+    spend = {
+        key: total
+        for key, (_, total) in grouped(
+            list(latest.values()),
+            lambda r: (r["account_id"], month_of(r["usage_start"])),
+            "cost_usd",
+        ).items()
+    }
+    states = sorted(truth_records("costops", "budgets"), key=lambda r: r["updated_at"])
+    budgets = {state["budget_id"]: state["account_id"] for state in states}
+    months = {(budgets[s["budget_id"]], month_of(s["updated_at"])) for s in states} | set(spend)
+    expected = {}
+    for budget_id, account_id in budgets.items():
+        for account, month in months:
+            end = (month + timedelta(days=32)).replace(day=1)
+            in_force = [s for s in states if s["budget_id"] == budget_id and s["updated_at"] < end]
+            if account != account_id or not in_force:
+                continue
+            budget = in_force[-1]
+            spent = spend.get((account, month), Decimal(0))
+            limit, threshold = budget["limit_usd"], budget["alert_threshold_percent"]
+            expected[(budget_id, month)] = {
+                "account_id": account_id,
+                "limit_usd": limit,
+                "alert_threshold_percent": threshold,
+                "spend_usd": spent,
+                "burn_percent": (spent * 100 / limit).quantize(Decimal("0.0001"), ROUND_HALF_UP),
+                "is_alert": spent * 100 >= threshold * limit,
+                "is_over_budget": spent > limit,
+            }
+    assert expected, "the windows should set budgets"
+    actual = {
+        (row["budget_id"], row["period_start"]): {
+            name: row[name] for name in next(iter(expected.values()))
+        }
+        for row in built.query("select * from analytics.agg_budget_burn_monthly")
+    }
+    assert actual == expected
+
+
 def test_rerunning_a_window_changes_nothing(built: Warehouse) -> None:
     tables = [
         "agg_model_latency_hourly",
@@ -231,6 +388,10 @@ def test_rerunning_a_window_changes_nothing(built: Warehouse) -> None:
         "agg_violations_hourly",
         "agg_compliance_hourly",
         "agg_threats_hourly",
+        "agg_marketplace_usage_hourly",
+        "agg_marketplace_revenue_hourly",
+        "agg_registry_events_daily",
+        "agg_budget_burn_monthly",
     ]
 
     def state() -> dict[str, list[dict[str, Any]]]:
@@ -254,6 +415,15 @@ def test_rerunning_a_window_changes_nothing(built: Warehouse) -> None:
     ]
     assert not changed, f"{len(changed)} rows changed, e.g. {changed[:2]}"
     assert {t: len(rows) for t, rows in after.items()} == {t: len(r) for t, r in before.items()}
-    for fact in ["fct_requests", "fct_violations", "fct_security_events", "fct_cost_records"]:
+    for fact in [
+        "fct_requests",
+        "fct_violations",
+        "fct_security_events",
+        "fct_cost_records",
+        "fct_registry_events",
+        "fct_marketplace_usage",
+        "fct_marketplace_revenue",
+        "fct_policy_audit",
+    ]:
         key = "cost_record_id" if fact == "fct_cost_records" else "event_id"
         assert built.one(f"select count(*) - count(distinct {key}) from analytics.{fact}") == 0
