@@ -1,0 +1,212 @@
+"""A tuned private cluster and ``dbt`` runs for the warehouse benchmarks (not a benchmark).
+
+Shared by ``transform_incremental.py`` and ``query_latency.py``. The dbt project is
+copied into the run's work dir first, so that edits made to ``dbt_project/`` while a
+benchmark runs cannot change the models between its builds, and dbt's target and logs
+stay out of the checkout.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from analytics_hub.stack.net import project_root
+from analytics_hub.stack.postgres import PrivatePostgres
+
+DATABASE = "warehouse_bench"
+# On top of PrivatePostgres's durability-off defaults: room for bulk loads, index builds
+# and the big sorts of percentile aggregates, sized for this 2-core / 24 GiB machine that
+# others share. JIT is off: it costs more than it saves on queries of well under a second.
+BULK_SETTINGS: dict[str, str] = {
+    "shared_buffers": "2GB",
+    "effective_cache_size": "12GB",
+    "work_mem": "256MB",
+    "maintenance_work_mem": "1GB",
+    "max_wal_size": "16GB",
+    "min_wal_size": "2GB",
+    "checkpoint_timeout": "30min",
+    "wal_compression": "on",
+    "random_page_cost": "1.1",
+    "effective_io_concurrency": "64",
+    "max_parallel_workers_per_gather": "2",
+    "jit": "off",
+    "autovacuum_vacuum_cost_limit": "2000",
+}
+
+
+def start_cluster(work: Path) -> PrivatePostgres:
+    """A private cluster in ``work/pg`` with ``BULK_SETTINGS`` and the bench database."""
+    work.chmod(0o755)  # PostgreSQL runs as an unprivileged account when we are root
+    pg = PrivatePostgres(work / "pg", settings=BULK_SETTINGS).start()
+    pg.create_database(DATABASE)
+    return pg
+
+
+def keep_message(pg: PrivatePostgres, work: Path) -> str:
+    return (
+        f"cluster kept: psql {pg.dsn(DATABASE)}  (work dir {work})\n"
+        'stop it with: .venv/bin/python -c "from analytics_hub.stack.postgres import '
+        f"PrivatePostgres; PrivatePostgres('{pg.data_dir}').stop()\""
+    )
+
+
+@dataclass(frozen=True)
+class Node:
+    """One node of a dbt run, from ``run_results.json``."""
+
+    unique_id: str
+    resource_type: str
+    status: str
+    seconds: float
+    rows_affected: int | None
+
+    @property
+    def name(self) -> str:
+        return self.unique_id.split(".", 2)[-1]
+
+
+@dataclass(frozen=True)
+class DbtRun:
+    args: tuple[str, ...]
+    returncode: int
+    seconds: float  # wall clock of the dbt process, start-up and parsing included
+    elapsed: float  # dbt's own elapsed_time: the graph run only
+    nodes: list[Node]
+
+    @property
+    def failed(self) -> list[Node]:
+        return [n for n in self.nodes if n.status in ("error", "fail", "skipped", "runtime error")]
+
+    def seconds_of(self, resource_type: str) -> float:
+        return sum(n.seconds for n in self.nodes if n.resource_type == resource_type)
+
+
+class Dbt:
+    """``dbt`` from ``.venv-dbt`` on a snapshot of the project, against the bench database."""
+
+    def __init__(self, pg: PrivatePostgres, work: Path, project: Path | None = None) -> None:
+        source = project or project_root() / "dbt_project"
+        self.project = work / "dbt_project"
+        shutil.rmtree(self.project, ignore_errors=True)
+        shutil.copytree(
+            source, self.project, ignore=shutil.ignore_patterns("target", "logs", "__pycache__")
+        )
+        self.executable = project_root() / ".venv-dbt" / "bin" / "dbt"
+        self.log = work / "dbt.log"
+        self.env = os.environ | {
+            "HUB_WAREHOUSE_HOST": pg.host,
+            "HUB_WAREHOUSE_PORT": str(pg.port),
+            "HUB_WAREHOUSE_USER": pg.user,
+            "HUB_WAREHOUSE_DB": DATABASE,
+            "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
+            "DBT_VERSION_CHECK": "false",
+        }
+
+    def run(self, *args: str) -> DbtRun:
+        """Run ``dbt <args>``; a failed node is reported in the result, not raised."""
+        target = self.project / "target"
+        (target / "run_results.json").unlink(missing_ok=True)
+        started = time.perf_counter()
+        with self.log.open("a") as log:
+            log.write(f"\n=== dbt {' '.join(args)}\n")
+            log.flush()
+            result = subprocess.run(
+                [
+                    str(self.executable),
+                    *args,
+                    "--project-dir",
+                    str(self.project),
+                    "--profiles-dir",
+                    str(self.project),
+                ],
+                cwd=self.project,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                check=False,
+            )
+        seconds = time.perf_counter() - started
+        results_file = target / "run_results.json"
+        if not results_file.is_file():
+            tail = "\n".join(self.log.read_text(errors="replace").splitlines()[-40:])
+            raise RuntimeError(f"dbt {' '.join(args)} produced no run results:\n{tail}")
+        results: dict[str, Any] = json.loads(results_file.read_text())
+        nodes = [
+            Node(
+                unique_id=r["unique_id"],
+                resource_type=r["unique_id"].split(".", 1)[0],
+                status=str(r["status"]),
+                seconds=float(r.get("execution_time") or 0.0),
+                rows_affected=(r.get("adapter_response") or {}).get("rows_affected"),
+            )
+            for r in results.get("results", [])
+        ]
+        run = DbtRun(
+            args=args,
+            returncode=result.returncode,
+            seconds=seconds,
+            elapsed=float(results.get("elapsed_time") or 0.0),
+            nodes=nodes,
+        )
+        for node in run.failed:
+            print(f"  ! dbt {' '.join(args)}: {node.resource_type} {node.name} {node.status}")
+        return run
+
+
+def print_slowest(run: DbtRun, title: str, count: int = 10) -> None:
+    """The ``count`` slowest nodes of a run, with how its time splits over node types."""
+    by_type = {kind: run.seconds_of(kind) for kind in sorted({n.resource_type for n in run.nodes})}
+    split = ", ".join(f"{kind}s {seconds:.1f} s" for kind, seconds in by_type.items())
+    print(
+        f"\n{title}: dbt {' '.join(run.args)}: {run.seconds:.1f} s wall, "
+        f"{run.elapsed:.1f} s in dbt's graph ({split})"
+    )
+    print(f"  {'node':<62} {'type':<6} {'status':<8} {'seconds':>8} {'rows':>11}")
+    for node in sorted(run.nodes, key=lambda n: n.seconds, reverse=True)[:count]:
+        rows = "" if node.rows_affected is None else f"{node.rows_affected:,}"
+        print(
+            f"  {node.name[:62]:<62} {node.resource_type[:6]:<6} {node.status[:8]:<8} "
+            f"{node.seconds:>8.2f} {rows:>11}"
+        )
+
+
+def relation(conn: psycopg.Connection[Any], name: str) -> str | None:
+    """``schema.name`` of a built relation (table, view, partitioned table, matview)."""
+    row = conn.execute(
+        "select format('%%I.%%I', n.nspname, c.relname) from pg_class c "
+        "join pg_namespace n on n.oid = c.relnamespace "
+        "where c.relname = %s and c.relkind in ('r', 'p', 'v', 'm') "
+        "and n.nspname not in ('pg_catalog', 'information_schema') "
+        "order by n.nspname like '%%timescaledb%%', n.nspname limit 1",
+        (name,),
+    ).fetchone()
+    return str(row[0]) if row else None
+
+
+def print_sizes(conn: psycopg.Connection[Any], names: Iterable[str]) -> None:
+    """Rows and size on disk (partitions included) of relations, by model or table name."""
+    print(f"\n{'relation':<44} {'rows':>12} {'size':>10}")
+    for name in dict.fromkeys(names):
+        found = relation(conn, name)
+        if found is None:
+            print(f"{name:<44} {'(not built)':>12}")
+            continue
+        count = conn.execute(sql.SQL("select count(*) from {}").format(sql.SQL(found))).fetchone()
+        size = conn.execute(
+            "select pg_size_pretty(coalesce(sum(pg_total_relation_size(c.oid)), 0)) "
+            "from pg_class c where c.oid = %s::regclass "
+            "or c.oid in (select inhrelid from pg_inherits where inhparent = %s::regclass)",
+            (found, found),
+        ).fetchone()
+        print(f"{found:<44} {count[0] if count else 0:>12,} {size[0] if size else '':>10}")

@@ -1,0 +1,215 @@
+"""Transform speed: an incremental ``dbt build`` for one new hour against a full rebuild.
+
+    .venv/bin/python bench/transform_incremental.py            # 30 days of 1 M/day, 4 M hour
+    .venv/bin/python bench/transform_incremental.py --days 2 --rows-per-day 20000 \\
+        --hour-rows 50000                                        # smoke: about a minute
+
+What it measures (issue 3, "Speed"): with ``--days`` of medium-scale history in the
+landing tables (``--rows-per-day`` observatory telemetry records a day, plus every other
+entity at the proportions of ``_history.MIX``), the wall time of ``dbt build`` (the whole
+project: models and their tests, dbt's start-up included) after one new hour of a large
+deployment lands (``--hour-rows`` telemetry records plus the other modules' hour), side by
+side with ``dbt build --full-refresh`` over the same data. Target: the hour in <= 60 s on
+this machine, and flat as history grows, which the run shows by timing a new hour twice:
+after ``--early-days`` of history and again after ``--days``.
+
+How, in one private PostgreSQL cluster (durability off, tuned for bulk work):
+
+1. the landing tables are created by ``warehouse.ensure_landing_tables`` and filled inside
+   PostgreSQL (``_history.load_span``: ``INSERT ... SELECT`` over ``generate_series``,
+   deterministic), window by window as the DAGs load them, each window with the
+   ``_loaded_at`` of its load a few minutes after its end; the data ends an hour ago;
+2. ``--early-days`` of history, a first ``dbt build``, ``VACUUM ANALYZE`` (what
+   autovacuum would have done by then); one big hour lands; *timed*: ``dbt build``;
+3. the rest of the history lands and is merged by ``dbt build`` (a catch-up, reported);
+   ``VACUUM ANALYZE``; a second big hour lands; *timed*: ``dbt build``;
+4. *timed*: ``dbt build --full-refresh`` over everything.
+
+It prints one table (contender, rows, seconds, rows/s; the rows are the landing rows the
+build had to take in) and, per timed build, its slowest nodes from dbt's
+``run_results.json`` (models and tests). The dbt project is snapshotted at the start, so
+edits to ``dbt_project/`` during the run do not change it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import psycopg
+
+from _dbt import DATABASE, Dbt, DbtRun, keep_message, print_sizes, print_slowest, start_cluster
+from _history import DAY, HOUR, LoadedSpan, floor_hour, load_span, vacuum_analyze
+
+TARGET_SECONDS = 60.0
+SIZES = (
+    "observatory__metrics",
+    "fct_requests",
+    "agg_model_latency_hourly",
+    "fct_cost_records",
+    "agg_costs_hourly",
+    "fct_violations",
+)
+
+
+@dataclass(frozen=True)
+class Timed:
+    contender: str
+    history: str
+    rows: int  # landing rows the build took in
+    run: DbtRun
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--days", type=int, default=30, help="days of history (default 30)")
+    parser.add_argument(
+        "--early-days",
+        type=int,
+        default=None,
+        help="also time an hour after this many days (default days/3; 0: only at --days)",
+    )
+    parser.add_argument(
+        "--rows-per-day",
+        type=int,
+        default=1_000_000,
+        help="telemetry records a day of history (default 1,000,000)",
+    )
+    parser.add_argument(
+        "--hour-rows",
+        type=int,
+        default=4_000_000,
+        help="telemetry records of each new hour (default 4,000,000)",
+    )
+    parser.add_argument(
+        "--others-scale",
+        type=float,
+        default=1.0,
+        help="multiplies every other entity's share of telemetry (default 1)",
+    )
+    parser.add_argument("--workers", type=int, default=2, help="connections generating rows")
+    parser.add_argument("--slowest", type=int, default=10, help="nodes listed per timed build")
+    parser.add_argument("--dbt-project", type=Path, default=None, help="default: dbt_project/")
+    parser.add_argument("--work-dir", type=Path, default=None, help="default: a new temp dir")
+    parser.add_argument(
+        "--keep", action="store_true", help="keep the cluster and work dir for inspection"
+    )
+    args = parser.parse_args()
+    early = args.early_days if args.early_days is not None else max(1, args.days // 3)
+    if early >= args.days:
+        early = 0
+    if args.days < 1:
+        parser.error("--days must be at least 1")
+
+    work = Path(args.work_dir or tempfile.mkdtemp(prefix="hub-bench-transform-"))
+    work.mkdir(parents=True, exist_ok=True)
+    pg = start_cluster(work)
+    dsn = pg.dsn(DATABASE)
+    timed: list[Timed] = []
+    landed = 0
+    try:
+        dbt = Dbt(pg, work, args.dbt_project)
+        # the data ends an hour ago: every instant, _loaded_at included, is in the past
+        end = floor_hour(datetime.now(UTC)) - HOUR
+        new_hours = 2 if early else 1
+        start = end - args.days * DAY - new_hours * HOUR
+        per_hour = args.rows_per_day // 24
+
+        def land(span_start: datetime, span_end: datetime, telemetry: int, what: str) -> LoadedSpan:
+            nonlocal landed
+            span = load_span(
+                dsn,
+                span_start,
+                span_end,
+                telemetry,
+                others_scale=args.others_scale,
+                workers=args.workers,
+                first=span_start == start,
+            )
+            landed += span.total
+            print(
+                f"landed {what}: {span.total:,} rows in {span.seconds:.1f} s "
+                f"({span.total / max(span.seconds, 1e-9):,.0f} rows/s)",
+                flush=True,
+            )
+            return span
+
+        def build(contender: str, history: str, rows: int, *extra: str) -> DbtRun:
+            run = dbt.run("build", *extra)
+            print(f"{contender}: {run.seconds:.1f} s", flush=True)
+            timed.append(Timed(contender, history, rows, run))
+            return run
+
+        first_days = early or args.days
+        land(start, start + first_days * DAY, per_hour, f"{first_days} days of history")
+        build("initial build", f"{first_days} d", landed)
+        print(f"vacuum analyze: {vacuum_analyze(dsn):.1f} s", flush=True)
+        moment = start + first_days * DAY
+        if early:
+            hour = land(moment, moment + HOUR, args.hour_rows, "a new hour")
+            build("incremental: one new hour", f"{early} d", hour.total)
+            moment += HOUR
+            rest = land(moment, moment + (args.days - early) * DAY, per_hour, "the rest")
+            build("catch-up (incremental)", f"{args.days} d", rest.total)
+            print(f"vacuum analyze: {vacuum_analyze(dsn):.1f} s", flush=True)
+            moment += (args.days - early) * DAY
+        hour = land(moment, moment + HOUR, args.hour_rows, "a new hour")
+        build("incremental: one new hour", f"{args.days} d", hour.total)
+        build("full rebuild (--full-refresh)", f"{args.days} d", landed, "--full-refresh")
+        with psycopg.connect(dsn) as conn:
+            print_sizes(conn, SIZES)
+    finally:
+        if args.keep:
+            print(keep_message(pg, work))
+        else:
+            pg.stop()
+            if args.work_dir is None:
+                shutil.rmtree(work, ignore_errors=True)
+
+    report(timed, args, early)
+
+
+def report(timed: list[Timed], args: argparse.Namespace, early: int) -> None:
+    print(
+        f"\n{args.rows_per_day:,} telemetry records a day of history, new hours of "
+        f"{args.hour_rows:,} telemetry records (others x{args.others_scale:g})"
+    )
+    print(f"{'contender':<32} {'history':>7} {'rows':>12} {'seconds':>8} {'rows/s':>11}  dbt")
+    for t in timed:
+        rate = t.rows / t.run.seconds if t.run.seconds else 0.0
+        state = "ok" if not t.run.failed else f"{len(t.run.failed)} failed"
+        print(
+            f"{t.contender:<32} {t.history:>7} {t.rows:>12,} {t.run.seconds:>8.1f} "
+            f"{rate:>11,.0f}  {state}"
+        )
+    hours = [t for t in timed if t.contender.startswith("incremental")]
+    full = next(t for t in timed if t.contender.startswith("full"))
+    last = hours[-1]
+    verdict = "meets" if last.run.seconds <= TARGET_SECONDS else "misses"
+    print(
+        f"\none new hour after {args.days} days: {last.run.seconds:.1f} s, {verdict} the "
+        f"target of <= {TARGET_SECONDS:.0f} s; the full rebuild took {full.run.seconds:.1f} s "
+        f"({full.run.seconds / last.run.seconds:.1f}x the hour)"
+    )
+    if early and len(hours) == 2:
+        first = hours[0]
+        print(
+            f"flat as history grows: {first.run.seconds:.1f} s after {early} days, "
+            f"{last.run.seconds:.1f} s after {args.days} days "
+            f"({last.run.seconds / first.run.seconds:.2f}x for "
+            f"{args.days / early:.1f}x the history)"
+        )
+    for t in timed:
+        if t.contender.startswith(("incremental", "full")):
+            print_slowest(t.run, f"{t.contender}, {t.history} of history", args.slowest)
+
+
+if __name__ == "__main__":
+    started = time.perf_counter()
+    main()
+    print(f"\ntotal {time.perf_counter() - started:.0f} s")
