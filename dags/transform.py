@@ -1,37 +1,30 @@
 """
-### Transform: dbt builds the facts and aggregates (astronomer-cosmos)
+### Transform: dbt builds the facts and the rollups (astronomer-cosmos)
 
 Runs whenever the load step updates the Asset `warehouse.landing`. Cosmos renders the dbt
 project (`dbt_project/`) as one Airflow task per model, each followed by its dbt tests:
 staging views over the landing tables → deduplicating intermediates (the delivery
-guarantees of the contract) → incremental facts and hourly aggregates (marts). Every
-model emits an Asset, for the quality gates and the feeds downstream.
+guarantees of the contract) → incremental facts, hourly and daily rollups (marts).
 
-dbt runs from its own virtualenv (`.venv-dbt`, `HUB_DBT_EXECUTABLE`), against the
-Airflow connection `hub_warehouse`. The DAG is rendered from the compiled manifest
-(`dbt_project/target/manifest.json`, made by `make setup`), so parsing it runs no dbt.
+Each mart updates its Asset `warehouse.marts.<model>` once its tests pass, for the quality
+gates and the feeds downstream. On TimescaleDB the facts are hypertables and the rollups
+continuous aggregates; on plain PostgreSQL, day-partitioned tables and incrementally
+maintained tables (the project detects which; `HUB_WAREHOUSE_KIND` forces it).
 """
 
 from __future__ import annotations
 
-import os
 from datetime import timedelta
-from pathlib import Path
 
 import pendulum
-from cosmos import DbtDag, ExecutionConfig, ProfileConfig, ProjectConfig, RenderConfig
+from cosmos import DbtDag, RenderConfig
 from cosmos.constants import LoadMode, TestBehavior
-from cosmos.profiles import PostgresUserPasswordProfileMapping
 
-from analytics_hub import orchestration
-
-PROJECT = Path(__file__).resolve().parents[1]
-DBT_PROJECT = PROJECT / "dbt_project"
-DBT_EXECUTABLE = os.environ.get("HUB_DBT_EXECUTABLE", str(PROJECT / ".venv-dbt" / "bin" / "dbt"))
+from analytics_hub import dbt_airflow, orchestration
 
 transform = DbtDag(
     dag_id="transform",
-    description="dbt: staging → intermediate → facts and hourly aggregates.",
+    description="dbt: staging → intermediate → facts, hourly and daily rollups.",
     doc_md=__doc__,
     schedule=[orchestration.WAREHOUSE_LANDING],
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
@@ -39,20 +32,18 @@ transform = DbtDag(
     max_active_runs=1,
     default_args={"owner": "data-platform", "retries": 2, "retry_delay": timedelta(minutes=1)},
     tags=["transform", "warehouse"],
-    project_config=ProjectConfig(
-        dbt_project_path=DBT_PROJECT,
-        manifest_path=DBT_PROJECT / "target" / "manifest.json",
-        install_dbt_deps=False,
-    ),
-    profile_config=ProfileConfig(
-        profile_name="llm_analytics_hub",
-        target_name="airflow",
-        profile_mapping=PostgresUserPasswordProfileMapping(
-            conn_id=orchestration.WAREHOUSE_CONN_ID, profile_args={"schema": "analytics"}
-        ),
-    ),
-    execution_config=ExecutionConfig(dbt_executable_path=DBT_EXECUTABLE),
+    project_config=dbt_airflow.project_config(),
+    profile_config=dbt_airflow.profile_config(),
+    execution_config=dbt_airflow.execution_config(),
     render_config=RenderConfig(
         load_method=LoadMode.DBT_MANIFEST, test_behavior=TestBehavior.AFTER_EACH
     ),
+    # the marts' Assets are declared below; cosmos's own need OpenLineage to be installed
+    operator_args={"emit_datasets": False},
 )
+
+# A mart's Asset is updated by the last task of its group: its tests (or its run, untested).
+for mart in dbt_airflow.mart_models():
+    last = transform.task_dict.get(f"{mart}.test") or transform.task_dict.get(f"{mart}_run")
+    if last is not None:
+        last.outlets = [*last.outlets, orchestration.mart_asset(mart)]

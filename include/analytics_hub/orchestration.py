@@ -155,6 +155,13 @@ def windows_from_asset_events(events: Any) -> list[tuple[str, str, Window]]:
             extra = event.extra or {}
             if {"module", "entity", "window_start", "window_end"} <= extra.keys():
                 window = Window.parse(extra["window_start"], extra["window_end"])
+def mart_asset(model: str) -> Asset:
+    """The Asset of a dbt mart (``analytics.<model>``), updated once the model passed its tests."""
+    return Asset(
+        name=f"warehouse.marts.{model}", uri=f"hub-warehouse://analytics/{model}", group="warehouse"
+    )
+
+
                 landed[(extra["module"], extra["entity"], window)] = None
     return list(landed)
 

@@ -129,7 +129,7 @@ def landing_columns(entity: Entity) -> dict[str, str]:
 def ensure_landing_tables(
     conn: WarehouseConnection, modules: Iterable[Module] | None = None
 ) -> list[str]:
-    """Create the landing schema, tables and window indexes that are missing; return tables.
+    """Create the landing schema, tables and indexes that are missing; return the tables.
 
     Idempotent. A column added to the source table since the table was created is added to
     it (nullable); nothing is dropped or retyped. Existing tables are only altered when a
@@ -181,6 +181,13 @@ def _ensure_table(cursor: Any, module: str, entity: Entity) -> str:
             table,
             sql.Identifier(WINDOW_START),
             sql.Identifier(WINDOW_END),
+        )
+    )
+    # dbt's incremental builds read the rows landed since their last build. Rows of a load
+    # sit together in the heap, so a BRIN index finds them for a few pages of index.
+    cursor.execute(
+        sql.SQL("create index if not exists {} on {} using brin ({})").format(
+            sql.Identifier(f"{name}__loaded_at"), table, sql.Identifier(LOADED_AT)
         )
     )
     return f"{LANDING_SCHEMA}.{name}"

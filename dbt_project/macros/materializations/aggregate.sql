@@ -1,9 +1,11 @@
 {#-
     materialized='aggregate': a time-bucketed rollup of a fact table, one SELECT ... GROUP BY
     whose first column is `bucket` (time_bucket of the fact's time). The same model is
-    - on TimescaleDB, a continuous aggregate (real-time) with a refresh policy and the
-      aggregates' retention policy, refreshed at the end of every build (TimescaleDB then
-      re-materializes only the buckets its invalidation log marks as changed);
+    - on TimescaleDB, a continuous aggregate with a refresh policy and the aggregates'
+      retention policy, refreshed at the end of every build from the first day that rows
+      landed since the last build fall in. Not over all time: a refresh over chunks that
+      retention dropped would empty their buckets, which the aggregates outlive. Facts
+      change only in dbt builds, so the aggregate is materialized only (not real-time);
     - on PostgreSQL, a table maintained incrementally: the buckets touched by rows that
       reached the fact since the last build (late ones included) are recomputed whole,
       since percentiles and rates do not add up. The model filters its fact with
@@ -112,7 +114,7 @@
     {% call statement('main') -%}
         {%- if recreate %}
             create materialized view {{ target }}
-                with (timescaledb.continuous, timescaledb.materialized_only = false)
+                with (timescaledb.continuous, timescaledb.materialized_only = true)
             as {{ sql }}
             with no data;
             comment on view {{ target }} is '{{ signature }}';
@@ -131,10 +133,13 @@
     {%- endcall %}
     {{ run_hooks(post_hooks, inside_transaction=True) }}
     {{ adapter.commit() }}
-    {#- outside any transaction, as TimescaleDB requires (the profile sets autocommit) -#}
-    {% call statement('refresh', auto_begin=False) -%}
-        call refresh_continuous_aggregate('{{ target }}', null, null)
-    {%- endcall %}
+    {%- set refresh_from = 'null' if recreate else continuous_aggregate_refresh_start(target) -%}
+    {%- if refresh_from is not none -%}
+        {#- outside any transaction, as TimescaleDB requires (the profile sets autocommit) -#}
+        {% call statement('refresh', auto_begin=False) -%}
+            call refresh_continuous_aggregate('{{ target }}', {{ refresh_from }}, null)
+        {%- endcall %}
+    {%- endif -%}
     {{ run_hooks(post_hooks, inside_transaction=False) }}
     {{ return({'relations': [target]}) }}
 {% endmacro %}
@@ -156,4 +161,34 @@
         {%- endif -%}
     {%- endif -%}
     {{ adapter.drop_relation(relation) }}
+{% endmacro %}
+
+{#-
+    Where to start refreshing a continuous aggregate after an incremental build: the start of
+    the first UTC day holding rows of its fact landed since its newest materialized row
+    (minus the lookback), as a SQL literal; none if nothing new.
+-#}
+{% macro continuous_aggregate_refresh_start(aggregate) %}
+    {%- set facts = [] -%}
+    {%- for node_id in model.depends_on.nodes -%}
+        {%- set node = graph.nodes.get(node_id) -%}
+        {%- if node is not none and (node.config.meta or {}).get('fact') -%}
+            {%- do facts.append(node) -%}
+        {%- endif -%}
+    {%- endfor -%}
+    {%- if facts | length != 1 -%}
+        {{ exceptions.raise_compiler_error(
+            "aggregate " ~ this ~ " must read exactly one fact model (meta.fact), not "
+            ~ facts | length
+        ) }}
+    {%- endif -%}
+    {%- set fact = facts[0] -%}
+    {%- set time = fact.config.meta.fact.time_column -%}
+    {%- set start = run_query(
+        "select date_trunc('day', min(" ~ time ~ "), 'UTC')::text from "
+        ~ adapter.get_relation(fact.database, fact.schema, fact.alias)
+        ~ " where _loaded_at > (select coalesce(max(_loaded_at), '-infinity') from "
+        ~ aggregate ~ ") - interval '" ~ var('incremental_lookback') ~ "'"
+    ).columns[0].values()[0] -%}
+    {{ return(none if start is none else "timestamptz '" ~ start ~ "'") }}
 {% endmacro %}

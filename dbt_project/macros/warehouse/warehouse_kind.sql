@@ -37,3 +37,8 @@
     {%- endfor -%}
     {{ exceptions.raise_compiler_error("no implementation of " ~ name ~ " for " ~ kind) }}
 {% endmacro %}
+
+{#- `dbt run-operation warehouse_info`: which warehouse path this target builds. -#}
+{% macro warehouse_info() %}
+    {{ log("warehouse_kind: " ~ warehouse_kind(), info=true) }}
+{% endmacro %}
