@@ -2,7 +2,8 @@
 ### Transform: dbt builds the facts and the rollups (astronomer-cosmos)
 
 Runs whenever the load step updates the Asset `warehouse.landing`. Cosmos renders the dbt
-project (`dbt_project/`) as one Airflow task per model, each followed by its dbt tests:
+project (`dbt_project/`) as one Airflow task per model, a `dbt build` of the model and
+then its tests:
 staging views over the landing tables → deduplicating intermediates (the delivery
 guarantees of the contract) → incremental facts, hourly and daily rollups (marts).
 
@@ -36,14 +37,12 @@ transform = DbtDag(
     profile_config=dbt_airflow.profile_config(),
     execution_config=dbt_airflow.execution_config(),
     render_config=RenderConfig(
-        load_method=LoadMode.DBT_MANIFEST, test_behavior=TestBehavior.AFTER_EACH
+        load_method=LoadMode.DBT_MANIFEST, test_behavior=TestBehavior.BUILD
     ),
     # the marts' Assets are declared below; cosmos's own need OpenLineage to be installed
     operator_args={"emit_datasets": False},
 )
 
-# A mart's Asset is updated by the last task of its group: its tests (or its run, untested).
+# A mart's Asset is updated by its task, a `dbt build` of the model and its tests.
 for mart in dbt_airflow.mart_models():
-    last = transform.task_dict.get(f"{mart}.test") or transform.task_dict.get(f"{mart}_run")
-    if last is not None:
-        last.outlets = [*last.outlets, orchestration.mart_asset(mart)]
+    transform.task_dict[f"{mart}_model_build"].outlets.append(orchestration.mart_asset(mart))
