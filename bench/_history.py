@@ -17,9 +17,9 @@ entity and run of windows, on a few connections at once (~100-200k rows/s per co
 - **Windows as the DAGs land them**: one window per module schedule (15 min or 1 h), rows
   spread over the window by ``ingested_at``; ``event_time`` trails it by seconds, 1 % of
   records by up to 2 h (late data, bucketed in an earlier hour). The at-least-once and
-  exactly-once modules redeliver ~1 % of records (3 % of cost records, half of them
-  corrections with ``record_version`` 2) within the window. ``_loaded_at`` is the window's
-  end plus 2-5 minutes, as when each window is loaded after its ingestion run.
+  exactly-once modules deliver ~1 % of records again in the next window (3 % of cost
+  records, half of them corrections with ``record_version`` 2). ``_loaded_at`` is the
+  window's end plus 2-5 minutes, as when each window is loaded after its ingestion run.
 - **Proportions** (``MIX``): observatory telemetry is the volume (``--rows-per-day``); the
   other entities are per-telemetry shares chosen to look like a production platform rather
   than the simulators' equal test volumes, scaled together by ``others_scale``.
@@ -60,7 +60,7 @@ class EntityMix:
     per_telemetry: float = 0.0  # rows per telemetry record
     per_hour: int = 0  # plus a fixed number per hour (state snapshots, per-extension rows)
     initial: int = 0  # rows in the very first window (the whole population of a state)
-    redelivered: float = 0.0  # share of records delivered a second time in the window
+    redelivered: float = 0.0  # share of records delivered again, in the next window
 
 
 MIX: dict[tuple[str, str], EntityMix] = {
@@ -99,7 +99,7 @@ class _Statement:
     rows: int
     table: str
     insert: sql.Composed
-    redeliver: sql.Composed | None
+    redelivers: bool
     params: dict[str, Any]
     seed: float
 
@@ -154,14 +154,15 @@ def load_span(
             if first and mix.initial and windows:
                 counts[0] = max(counts[0], mix.initial)
             insert = _insert(module, entity, table, columns[table])
-            redeliver = _redeliver(table, columns[table], mix) if mix.redelivered else None
+            if mix.redelivered:
+                insert = _with_redeliveries(insert, table, columns[table], mix)
             for group in _groups(windows, counts):
                 statements.append(
                     _Statement(
                         rows=sum(n for _, n in group),
                         table=table,
                         insert=insert,
-                        redeliver=redeliver,
+                        redelivers=bool(mix.redelivered),
                         params={
                             "starts": [w for w, _ in group],
                             "ends": [w + length for w, _ in group],
@@ -185,8 +186,8 @@ def load_span(
                 with conn.transaction():
                     conn.execute("select setseed(%s)", (statement.seed,))
                     count = conn.execute(statement.insert, statement.params).rowcount
-                    if statement.redeliver is not None:
-                        count += conn.execute(statement.redeliver, statement.params).rowcount
+                    if statement.redelivers:  # the rowcount is the outer insert's
+                        count += statement.rows
                 done[statement.table] = done.get(statement.table, 0) + count
         return done
 
@@ -309,8 +310,7 @@ def _insert(module: Module, entity: Entity, table: str, columns: dict[str, str])
                         as _ing,
                     case when random() < 0.01 then random() * 7200
                         else -2 * ln(1 - random()) end as _lag,
-                    w._we + (120 + mod(extract(epoch from w._ws)::bigint / 900 * 37, 180))
-                        * interval '1 second' as _la,
+                    {_loaded_at("w._ws", "w._we")} as _la,
                     random() < 0.03 as _error,
                     (20 + floor(random() * 4000))::bigint as _tokens_in,
                     (5 + floor(random() * 1200))::bigint as _tokens_out,
@@ -334,17 +334,34 @@ def _insert(module: Module, entity: Entity, table: str, columns: dict[str, str])
     )
 
 
-def _redeliver(table: str, columns: dict[str, str], mix: EntityMix) -> sql.Composed:
-    """A second delivery of a share of the windows' records: same record, later ingest.
+def _loaded_at(window_start: str, window_end: str) -> str:
+    """When a window was loaded: 2-5 minutes after its end (jittered by window)."""
+    jitter = f"mod(extract(epoch from {window_start})::bigint / 900 * 37, 180)"
+    return f"{window_end} + (120 + {jitter}) * interval '1 second'"
 
-    Cost records come back half the time as a correction: ``record_version`` 2, 5 % dearer.
+
+def _with_redeliveries(
+    insert: sql.Composed, table: str, columns: dict[str, str], mix: EntityMix
+) -> sql.Composed:
+    """``insert``, then a second delivery of a share of its records in the window after theirs.
+
+    Ingestion drops exact redeliveries within a window, so those that reach the warehouse
+    are the ones delivered again in a later window (a re-pull, a redelivery across the
+    window's edge): same record and ``event_time``, the next window's ingest time and
+    load. Cost records come back half the time as a correction instead: a new event with
+    ``record_version`` 2, 5 % dearer. One statement (the originals come from the insert's
+    ``returning``), so a redelivery is never redelivered and the result is deterministic.
     """
+    length = "(_window_end - _window_start)"
     changed = {
-        "ingested_at": "least(ingested_at + random() * interval '5 minutes', "
-        "_window_end - interval '1 millisecond')",
+        "_window_start": "_window_end",
+        "_window_end": f"_window_end + {length}",
+        "ingested_at": f"_window_end + random() * 0.2 * {length}",
+        "_loaded_at": _loaded_at("_window_end", f"_window_end + {length}"),
     }
     if "record_version" in columns:
         correction = "(hashtext(event_id) & 1) = 0"
+        changed["event_id"] = f"case when {correction} then event_id || '-2' else event_id end"
         changed["record_version"] = f"case when {correction} then 2 else 1 end::bigint"
         for money in ("cost", "cost_usd"):
             if money in columns:
@@ -356,11 +373,12 @@ def _redeliver(table: str, columns: dict[str, str], mix: EntityMix) -> sql.Compo
         sql.SQL(changed[c]) if c in changed else sql.Identifier(c) for c in columns
     )
     query = (
-        "insert into {table} ({columns}) select {select_list} from {table} "
-        "where _window_start = any(%(starts)s::timestamptz[]) "
-        f"and random() < {mix.redelivered}"
+        "with originals as ({insert} returning {columns}) "
+        "insert into {table} ({columns}) select {select_list} from originals "
+        f"where random() < {mix.redelivered}"
     )
     return sql.SQL(query).format(
+        insert=insert,
         table=_ident(table),
         columns=sql.SQL(", ").join(sql.Identifier(c) for c in columns),
         select_list=select_list,

@@ -342,8 +342,8 @@ def measure(
 
 
 def summarize_plan(plan: list[str]) -> tuple[str, ...]:
-    """The top node, the scans (with their rows) and the planning and execution times."""
-    scans = [line.strip() for line in plan if "Scan" in line][:4]
+    """The top node, aggregations and scans (with their rows), planning and execution times."""
+    scans = [line.strip() for line in plan[1:] if "Scan" in line or "Aggregate" in line][:5]
     timing = [line.strip() for line in plan if line.startswith(("Planning Time", "Execution"))]
     return (plan[0].strip(), *scans, *timing)
 
