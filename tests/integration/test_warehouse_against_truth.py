@@ -285,6 +285,21 @@ def test_marketplace_usage_per_extension_and_period_equals_the_truth(built: Ware
     assert totals["tenants"] == Decimal(expected["sums"]["active_tenants"])
 
 
+def test_extension_states_form_the_extension_dimension(built: Warehouse) -> None:
+    expected = truth("marketplace", "extensions")
+    rows = built.query(
+        "select extension_id, category, valid_to = 'infinity' as is_current,"
+        " valid_to = coalesce(lead(valid_from) over (partition by extension_id"
+        " order by valid_from), 'infinity') as is_contiguous"
+        " from analytics.dim_extensions"
+    )
+    assert len(rows) == expected["valid"]
+    categories = Counter(r["category"] for r in rows)
+    assert dict(sorted(categories.items())) == expected["counts"]["category"]
+    assert all(r["is_contiguous"] for r in rows)
+    assert sum(r["is_current"] for r in rows) == len({r["extension_id"] for r in rows})
+
+
 def test_marketplace_revenue_in_usd_per_extension_equals_the_truth(built: Warehouse) -> None:
     expected = truth("marketplace", "revenue")
     revenue = truth_records("marketplace", "revenue")
