@@ -51,7 +51,15 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from _dbt import DATABASE, Dbt, keep_message, print_sizes, relation, start_cluster
+from _dbt import (
+    DATABASE,
+    Dbt,
+    keep_message,
+    print_sizes,
+    relation,
+    start_cluster,
+    warn_if_short_of_disk,
+)
 from _history import (
     DAY,
     HOUR,
@@ -249,6 +257,9 @@ def main() -> None:
 
     work = Path(args.work_dir or tempfile.mkdtemp(prefix="hub-bench-queries-"))
     work.mkdir(parents=True, exist_ok=True)
+    telemetry = args.days * args.rows_per_day + hour_rows
+    in_landing = telemetry if args.keep_landing else args.chunk_days * args.rows_per_day
+    warn_if_short_of_disk(work, in_landing, telemetry)
     pg = start_cluster(work)
     dsn = pg.dsn(DATABASE)
     try:

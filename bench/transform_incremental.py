@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/transform_incremental.py            # 30 days of 1 M/day, 4 M hour
     .venv/bin/python bench/transform_incremental.py --days 2 --rows-per-day 20000 \\
-        --hour-rows 50000                                        # smoke: about a minute
+        --hour-rows 50000                                 # smoke: 1-2 minutes
 
 What it measures (issue 3, "Speed"): with ``--days`` of medium-scale history in the
 landing tables (``--rows-per-day`` observatory telemetry records a day, plus every other
@@ -43,7 +43,16 @@ from pathlib import Path
 
 import psycopg
 
-from _dbt import DATABASE, Dbt, DbtRun, keep_message, print_sizes, print_slowest, start_cluster
+from _dbt import (
+    DATABASE,
+    Dbt,
+    DbtRun,
+    keep_message,
+    print_sizes,
+    print_slowest,
+    start_cluster,
+    warn_if_short_of_disk,
+)
 from _history import DAY, HOUR, LoadedSpan, floor_hour, load_span, vacuum_analyze
 
 TARGET_SECONDS = 60.0
@@ -108,6 +117,9 @@ def main() -> None:
 
     work = Path(args.work_dir or tempfile.mkdtemp(prefix="hub-bench-transform-"))
     work.mkdir(parents=True, exist_ok=True)
+    telemetry = args.days * args.rows_per_day + (2 if early else 1) * args.hour_rows
+    # the full rebuild writes the facts anew before it drops the old ones
+    warn_if_short_of_disk(work, telemetry, 2 * telemetry)
     pg = start_cluster(work)
     dsn = pg.dsn(DATABASE)
     timed: list[Timed] = []
@@ -146,7 +158,7 @@ def main() -> None:
             return run
 
         first_days = early or args.days
-        land(start, start + first_days * DAY, per_hour, f"{first_days} days of history")
+        land(start, start + first_days * DAY, per_hour, f"{days(first_days)} of history")
         build("initial build", f"{first_days} d", landed)
         print(f"vacuum analyze: {vacuum_analyze(dsn):.1f} s", flush=True)
         moment = start + first_days * DAY
@@ -174,6 +186,10 @@ def main() -> None:
     report(timed, args, early)
 
 
+def days(count: int) -> str:
+    return f"{count} day" if count == 1 else f"{count} days"
+
+
 def report(timed: list[Timed], args: argparse.Namespace, early: int) -> None:
     print(
         f"\n{args.rows_per_day:,} telemetry records a day of history, new hours of "
@@ -192,15 +208,15 @@ def report(timed: list[Timed], args: argparse.Namespace, early: int) -> None:
     last = hours[-1]
     verdict = "meets" if last.run.seconds <= TARGET_SECONDS else "misses"
     print(
-        f"\none new hour after {args.days} days: {last.run.seconds:.1f} s, {verdict} the "
+        f"\none new hour after {days(args.days)}: {last.run.seconds:.1f} s, {verdict} the "
         f"target of <= {TARGET_SECONDS:.0f} s; the full rebuild took {full.run.seconds:.1f} s "
         f"({full.run.seconds / last.run.seconds:.1f}x the hour)"
     )
     if early and len(hours) == 2:
         first = hours[0]
         print(
-            f"flat as history grows: {first.run.seconds:.1f} s after {early} days, "
-            f"{last.run.seconds:.1f} s after {args.days} days "
+            f"flat as history grows: {first.run.seconds:.1f} s after {days(early)}, "
+            f"{last.run.seconds:.1f} s after {days(args.days)} "
             f"({last.run.seconds / first.run.seconds:.2f}x for "
             f"{args.days / early:.1f}x the history)"
         )
