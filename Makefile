@@ -52,7 +52,7 @@ dbt-dev: setup ## A dev warehouse with 3 days of simulated data, then dbt build 
 	$(BIN)/python -m analytics_hub.stack.dbt_dev $(DBT_DEV_ARGS)
 
 bench: setup ## Run the benchmarks in bench/
-	@shopt -s nullglob; for script in bench/*.py; do \
+	@shopt -s nullglob; for script in bench/[!_]*.py; do \
 		echo "== $$script"; $(BIN)/python "$$script"; \
 	done
 
