@@ -53,7 +53,8 @@ class GateSettings(BaseSettings):
         "older than the window's end.",
     )
     data_docs_results_limit: Annotated[int, Field(ge=1)] = Field(
-        default=500, description="Validation runs listed on the Data Docs index page."
+        default=200,
+        description="Validation runs listed on the Data Docs index page (each is read to build it).",
     )
 
 

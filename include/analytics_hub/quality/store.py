@@ -1,7 +1,7 @@
 """Where validation runs go: the GX context (defined here, in code), Data Docs, history.
 
-The context is ephemeral: its data sources, suites, validation definitions and
-checkpoints are built from ``sources`` at first use in a process, never read from a
+The context is ephemeral: its data source, and each entity's suite, validation
+definition and checkpoint, are built from ``sources`` at first use in a process, never read from a
 generated ``great_expectations/`` folder. Only its validation results store and Data Docs
 site are on disk, under the quality root (``config.quality_url``):
 
@@ -18,7 +18,6 @@ Core writes its stores to a filesystem only, so for a quality root on S3 they li
 from __future__ import annotations
 
 import functools
-import logging
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -35,6 +34,7 @@ from great_expectations.data_context.types.base import (
     InMemoryStoreBackendDefaults,
     ProgressBarsConfig,
 )
+from great_expectations.datasource.fluent import PandasDatasource
 
 from analytics_hub.lake import Lake
 from analytics_hub.quality.suites import build_suite, suite_name
@@ -42,10 +42,9 @@ from analytics_hub.settings import HubSettings
 from analytics_hub.sources import MODULES
 from analytics_hub.windows import Window
 
-log = logging.getLogger(__name__)
-
 DATA_SOURCE = "lake"
 BATCH_DEFINITION = "window"
+DOCS_SITE = "lake_gate"
 HISTORY_PARTITIONING = ds.partitioning(
     pa.schema(
         [
@@ -100,10 +99,10 @@ class QualityStore:
         return self.root.uri(f"{self.root.root}/docs/index.html")
 
     def context(self, docs_limit: int) -> AbstractDataContext:
-        return _context(str(self.gx_dir), docs_limit)
+        return _context(str(self.gx_dir), docs_limit)[0]
 
     def checkpoint(self, module: str, entity: str, docs_limit: int) -> gx.Checkpoint:
-        return self.context(docs_limit).checkpoints.get(checkpoint_name(module, entity))
+        return _checkpoint(str(self.gx_dir), docs_limit, module, entity)
 
     def history_path(self, module: str, entity: str, window: Window, run_stamp: str) -> str:
         return (
@@ -152,8 +151,8 @@ def open_store(quality_url: str, lake_settings: HubSettings, work_dir: str) -> Q
 
 
 @functools.cache
-def _context(gx_dir: str, docs_limit: int) -> AbstractDataContext:
-    """One GX context per process and store, with every lake suite and checkpoint in it."""
+def _context(gx_dir: str, docs_limit: int) -> tuple[AbstractDataContext, PandasDatasource]:
+    """One GX context per process and store: its stores, Data Docs site and data source."""
     config = DataContextConfig(
         store_backend_defaults=InMemoryStoreBackendDefaults(init_temp_docs_sites=False),
         progress_bars=ProgressBarsConfig(globally=False),
@@ -167,7 +166,7 @@ def _context(gx_dir: str, docs_limit: int) -> AbstractDataContext:
         },
     }
     config.data_docs_sites = {
-        "lake_gate": {
+        DOCS_SITE: {
             "class_name": "SiteBuilder",
             "show_how_to_buttons": False,
             "store_backend": {
@@ -181,27 +180,28 @@ def _context(gx_dir: str, docs_limit: int) -> AbstractDataContext:
         }
     }
     context = gx.get_context(mode="ephemeral", project_config=config)
-    source = context.data_sources.add_pandas(DATA_SOURCE)
-    for module in MODULES.values():
-        for entity in module.entities:
-            asset = source.add_dataframe_asset(f"{module.name}.{entity.name}")
-            suite = context.suites.add(build_suite(module, entity))
-            definition = context.validation_definitions.add(
-                gx.ValidationDefinition(
-                    name=suite_name(module, entity),
-                    data=asset.add_batch_definition_whole_dataframe(BATCH_DEFINITION),
-                    suite=suite,
-                )
-            )
-            context.checkpoints.add(
-                gx.Checkpoint(
-                    name=checkpoint_name(module.name, entity.name),
-                    validation_definitions=[definition],
-                    actions=[UpdateDataDocsAction(name="data_docs", site_names=["lake_gate"])],
-                    result_format={
-                        "result_format": "COMPLETE",
-                        "return_unexpected_index_query": False,
-                    },
-                )
-            )
-    return context
+    return context, context.data_sources.add_pandas(DATA_SOURCE)
+
+
+@functools.cache
+def _checkpoint(gx_dir: str, docs_limit: int, module_name: str, entity_name: str) -> gx.Checkpoint:
+    """The entity's suite, validation definition and checkpoint, added at first use."""
+    context, source = _context(gx_dir, docs_limit)
+    module = MODULES[module_name]
+    entity = module.entity(entity_name)
+    asset = source.add_dataframe_asset(f"{module.name}.{entity.name}")
+    definition = context.validation_definitions.add(
+        gx.ValidationDefinition(
+            name=suite_name(module, entity),
+            data=asset.add_batch_definition_whole_dataframe(BATCH_DEFINITION),
+            suite=context.suites.add(build_suite(module, entity)),
+        )
+    )
+    return context.checkpoints.add(
+        gx.Checkpoint(
+            name=checkpoint_name(module.name, entity.name),
+            validation_definitions=[definition],
+            actions=[UpdateDataDocsAction(name="data_docs", site_names=[DOCS_SITE])],
+            result_format={"result_format": "COMPLETE", "return_unexpected_index_query": False},
+        )
+    )
