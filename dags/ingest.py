@@ -5,7 +5,11 @@ One DAG per upstream module (`ingest_<module>`), all built from the declarative 
 `analytics_hub.sources.MODULES`. Each run pulls exactly its data interval (a half-open
 window on the records' ingest time) of every entity of the module, normalizes it and
 lands raw pages, normalized rows, dead letters and a manifest as Parquet in the lake.
-Each `land_<entity>` task updates the Asset `lake.normalized.<module>.<entity>`.
+Each `land_<entity>` task is followed by `validate_<entity>`, the lake gate (Great
+Expectations): a window that passes, warns or has bad rows quarantined to the dead-letter
+zone updates the Asset `lake.normalized.<module>.<entity>`, which the warehouse load is
+scheduled on; a blocked window (schema drift, broken balance, volume collapse, too many
+bad rows) fails its validate task and goes no further. Data Docs: `<quality>/docs/index.html`.
 
 **Backfill** from the UI (*Trigger → Backfill*) over a date range, or trigger once with
 the params `window_start` / `window_end` (ISO-8601, UTC) to re-pull any window.
@@ -22,6 +26,7 @@ from airflow.sdk import DAG, CronDataIntervalTimetable, Param, task
 
 from analytics_hub import orchestration
 from analytics_hub.sources import MODULES, Module
+from analytics_hub.windows import Window
 
 DEFAULT_ARGS = {
     "owner": "data-platform",
@@ -58,32 +63,40 @@ def build_ingest_dag(module: Module) -> DAG:
         max_active_runs=4,
         default_args=DEFAULT_ARGS,
         params=WINDOW_PARAMS,
-        tags=["ingest", "lake", module.name],
+        tags=["ingest", "lake", "quality", module.name],
     ) as dag:
         for entity in module.entities:
 
-            @task(
-                task_id=f"land_{entity.name}",
-                multiple_outputs=False,  # the manifest is one XCom value
-                outlets=[orchestration.lake_asset(module.name, entity.name)],
-            )
+            @task(task_id=f"land_{entity.name}", multiple_outputs=False)
             def land(
                 entity_name: str = entity.name,
                 params: dict[str, Any] | None = None,
                 data_interval_start: Any = None,
                 data_interval_end: Any = None,
-                outlet_events: Any = None,
             ) -> dict[str, Any]:
                 window = orchestration.resolve_window(
                     params or {}, data_interval_start, data_interval_end
                 )
-                manifest = orchestration.land_entity(module.name, entity_name, window)
+                return orchestration.land_entity(module.name, entity_name, window)
+
+            @task(
+                task_id=f"validate_{entity.name}",
+                multiple_outputs=False,
+                outlets=[orchestration.lake_asset(module.name, entity.name)],
+            )
+            def validate(
+                landed: dict[str, Any],
+                entity_name: str = entity.name,
+                outlet_events: Any = None,
+            ) -> dict[str, Any]:
+                window = Window.parse(landed["window_start"], landed["window_end"])
+                manifest = orchestration.validate_landed(module.name, entity_name, window)
                 # the window rides on the Asset event, so the load step loads exactly it
                 asset = orchestration.lake_asset(module.name, entity_name)
                 outlet_events[asset].extra = orchestration.landed_window_extra(manifest)
                 return manifest
 
-            land()
+            validate(land())
     return dag
 
 

@@ -17,7 +17,7 @@ from psycopg.conninfo import make_conninfo
 from analytics_hub.connectors import Endpoint, ModuleClient
 from analytics_hub.fx import FxRates
 from analytics_hub.ingest import ingest_window
-from analytics_hub.lake import Lake
+from analytics_hub.lake import Lake, Zone
 from analytics_hub.settings import ConfigurationError, HubSettings, load_settings
 from analytics_hub.sources import Module, get_module
 from analytics_hub.windows import Window
@@ -124,10 +124,42 @@ def land_entity(module_name: str, entity_name: str, window: Window) -> dict[str,
     return manifest.to_dict()
 
 
+def validate_landed(module_name: str, entity_name: str, window: Window) -> dict[str, Any]:
+    """Run the lake gate on a landed window; returns its manifest as the gate left it.
+
+    A blocked window fails the task at once, without retries: the same data would fail
+    the same way. Great Expectations is imported here, in the task, not at parse time.
+    """
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from analytics_hub.quality.config import load_gate_settings, quality_url
+    from analytics_hub.quality.gate import WindowBlockedError, validate_window
+    from analytics_hub.quality.store import open_store
+
+    module = get_module(module_name)
+    entity = module.entity(entity_name)
+    settings = settings_from_airflow()
+    gate = load_gate_settings()
+    lake = Lake.from_settings(settings)
+    store = open_store(quality_url(settings, gate), settings, gate.work_dir)
+    try:
+        validate_window(module, entity, window, lake=lake, store=store, settings=gate)
+    except WindowBlockedError as blocked:
+        raise AirflowFailException(str(blocked)) from blocked
+    return lake.read_json(lake.path(Zone.MANIFESTS, module.name, entity.name, window))
+
+
 WAREHOUSE_CONN_ID = "hub_warehouse"
 WAREHOUSE_LANDING = Asset(
     name="warehouse.landing", uri="hub-warehouse://landing", group="warehouse"
 )
+
+
+def mart_asset(model: str) -> Asset:
+    """The Asset of a dbt mart (``analytics.<model>``), updated once the model passed its tests."""
+    return Asset(
+        name=f"warehouse.marts.{model}", uri=f"hub-warehouse://analytics/{model}", group="warehouse"
+    )
 
 
 def warehouse_conninfo() -> str:
@@ -155,13 +187,6 @@ def windows_from_asset_events(events: Any) -> list[tuple[str, str, Window]]:
             extra = event.extra or {}
             if {"module", "entity", "window_start", "window_end"} <= extra.keys():
                 window = Window.parse(extra["window_start"], extra["window_end"])
-def mart_asset(model: str) -> Asset:
-    """The Asset of a dbt mart (``analytics.<model>``), updated once the model passed its tests."""
-    return Asset(
-        name=f"warehouse.marts.{model}", uri=f"hub-warehouse://analytics/{model}", group="warehouse"
-    )
-
-
                 landed[(extra["module"], extra["entity"], window)] = None
     return list(landed)
 
