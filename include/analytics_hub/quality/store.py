@@ -35,6 +35,7 @@ from great_expectations.data_context.types.base import (
     ProgressBarsConfig,
 )
 from great_expectations.datasource.fluent import PandasDatasource
+from great_expectations.execution_engine import pandas_execution_engine
 
 from analytics_hub.lake import Lake
 from analytics_hub.quality.suites import build_suite, suite_name
@@ -179,6 +180,9 @@ def _context(gx_dir: str, docs_limit: int) -> tuple[AbstractDataContext, PandasD
             },
         }
     }
+    # GX fingerprints every in-memory batch below this size by hashing all of its rows, a
+    # second per million; a lake window is named by its window id instead.
+    pandas_execution_engine.HASH_THRESHOLD = 0
     context = gx.get_context(mode="ephemeral", project_config=config)
     return context, context.data_sources.add_pandas(DATA_SOURCE)
 

@@ -45,9 +45,16 @@ def suite_name(module: Module, entity: Entity) -> str:
 
 
 def pandas_frame(table: pa.Table) -> pd.DataFrame:
-    """The frame GX validates: nullable integers stay integers; a positional index."""
-    integers = {pa.int64(): pd.Int64Dtype(), pa.int32(): pd.Int32Dtype()}
-    frame: pd.DataFrame = table.to_pandas(types_mapper=integers.get)
+    """The frame GX validates, with a positional index (row i is the table's row i).
+
+    Integers stay integers: numpy ``int64`` without nulls (GX compares those vectorized),
+    pandas ``Int64`` with nulls rather than floats. Both are type ``int64`` to GX.
+    """
+    frame: pd.DataFrame = table.to_pandas()
+    for name in table.column_names:
+        column = table.column(name)
+        if pa.types.is_integer(column.type) and column.null_count:
+            frame[name] = column.to_pandas(types_mapper={column.type: pd.Int64Dtype()}.get)
     return frame.reset_index(drop=True)
 
 
