@@ -1,0 +1,121 @@
+"""Validation overhead: the lake gate against the ingest stage it guards, one big window.
+
+    .venv/bin/python bench/validation_overhead.py                 # 1,000,000 records
+    .venv/bin/python bench/validation_overhead.py --records 200000
+
+One observatory window, pre-rendered by the simulator (its work is excluded), is landed
+with ``ingest_window`` (NDJSON, the DAG's path); then the gate the ``validate_<entity>``
+task runs (``quality.gate.validate_window``) validates it three ways:
+
+1. *start-up*: importing Great Expectations and building the context with every suite,
+   paid once per worker process (never at DAG parse time);
+2. *clean*: the window as landed: every expectation passes;
+3. *quarantine*: 0.1 % of the rows broken in place, so the gate also moves them to the
+   dead-letter zone and rewrites the window's normalized object and manifest.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import polars as pl
+import pyarrow.parquet as pq
+
+WINDOW_START = datetime(2026, 11, 25, 0, 0, tzinfo=UTC)
+TOKEN = "sim-observatory-token"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--records", type=int, default=1_000_000)
+    args = parser.parse_args()
+
+    from analytics_hub.connectors import Endpoint, ModuleClient
+    from analytics_hub.fx import FxRates
+    from analytics_hub.ingest import ingest_window
+    from analytics_hub.lake import Lake, Zone
+    from analytics_hub.settings import load_settings
+    from analytics_hub.sources import OBSERVATORY
+    from analytics_hub.windows import Window
+    from simulators import SimulatorConfig, SimulatorProcess
+
+    entity = OBSERVATORY.entity("metrics")
+    window = Window(WINDOW_START, WINDOW_START + timedelta(hours=1))
+    config = SimulatorConfig(seed=11, volume={"observatory": args.records})
+    with tempfile.TemporaryDirectory() as root, SimulatorProcess(config) as sim:
+        httpx.post(
+            f"{sim.url}/_sim/prerender",
+            params={"module": "observatory", "entity": "metrics", **window.query()},
+            timeout=3600,
+        ).raise_for_status()
+        settings = load_settings(lake_url=f"{root}/lake", page_limit=10_000)
+        lake = Lake.from_settings(settings)
+        endpoint = Endpoint(f"{sim.url}/observatory", TOKEN)
+        with ModuleClient(OBSERVATORY, endpoint, settings) as client:
+            started = time.perf_counter()
+            manifest = ingest_window(
+                OBSERVATORY,
+                entity,
+                window,
+                client=client,
+                lake=lake,
+                rates=FxRates.load(),
+                pseudonym_key=None,
+            )
+            ingest_seconds = time.perf_counter() - started
+
+        started = time.perf_counter()
+        from analytics_hub.quality.config import load_gate_settings, quality_url
+        from analytics_hub.quality.gate import validate_window
+        from analytics_hub.quality.store import open_store
+
+        gate = load_gate_settings()
+        store = open_store(quality_url(settings, gate), settings, f"{root}/work")
+        store.context(gate.data_docs_results_limit)
+        startup_seconds = time.perf_counter() - started
+
+        def validate() -> tuple[float, str, int]:
+            started = time.perf_counter()
+            result = validate_window(
+                OBSERVATORY, entity, window, lake=lake, store=store, settings=gate
+            )
+            return time.perf_counter() - started, result.status, result.quarantined
+
+        clean = validate()
+        path = lake.path(Zone.NORMALIZED, "observatory", "metrics", window)
+        table = pq.read_table(path, filesystem=lake.fs)
+        frame = pl.from_arrow(table)
+        assert isinstance(frame, pl.DataFrame)
+        broken = frame.with_columns(
+            pl.when(pl.int_range(pl.len()) % 1000 == 7)
+            .then(pl.lit("unknown"))
+            .otherwise(pl.col("status"))
+            .alias("status")
+        )
+        with lake.parquet_writer(path, table.schema) as out:
+            out.write_table(broken.to_arrow().cast(table.schema))
+        quarantine = validate()
+        docs = Path(store.docs_index)
+
+    rows = manifest.landed
+    print(f"\nwindow: {rows:,} observatory metrics landed (pulled {manifest.pulled:,})\n")
+    print(f"{'stage':<34}{'seconds':>9}{'rows/s':>12}{'vs ingest':>11}")
+    lines = [
+        ("ingest (pull, normalize, land)", ingest_seconds, ""),
+        ("gate start-up (import, context)", startup_seconds, "once/process"),
+        (f"gate, clean ({clean[1]})", clean[0], ""),
+        (f"gate, {quarantine[2]:,} rows quarantined", quarantine[0], ""),
+    ]
+    for name, seconds, note in lines:
+        share = note or f"{seconds / ingest_seconds:.0%}"
+        print(f"{name:<34}{seconds:>9.2f}{rows / seconds:>12,.0f}{share:>11}")
+    print(f"\nData Docs were at {docs} (a temporary folder, removed)")
+
+
+if __name__ == "__main__":
+    main()
