@@ -104,7 +104,7 @@ def main() -> None:
 
     rows = manifest.landed
     print(f"\nwindow: {rows:,} observatory metrics landed (pulled {manifest.pulled:,})\n")
-    print(f"{'stage':<34}{'seconds':>9}{'rows/s':>12}{'vs ingest':>11}")
+    print(f"{'stage':<34}{'seconds':>9}{'rows/s':>12}{'vs ingest':>14}")
     lines = [
         ("ingest (pull, normalize, land)", ingest_seconds, ""),
         ("gate start-up (import, context)", startup_seconds, "once/process"),
@@ -112,8 +112,9 @@ def main() -> None:
         (f"gate, {quarantine[2]:,} rows quarantined", quarantine[0], ""),
     ]
     for name, seconds, note in lines:
+        rate = "-" if note else f"{rows / seconds:,.0f}"
         share = note or f"{seconds / ingest_seconds:.0%}"
-        print(f"{name:<34}{seconds:>9.2f}{rows / seconds:>12,.0f}{share:>11}")
+        print(f"{name:<34}{seconds:>9.2f}{rate:>12}{share:>14}")
     print(f"\nData Docs were at {docs} (a temporary folder, removed)")
 
 
