@@ -1,9 +1,10 @@
 """
 ### Load: lake windows → the warehouse's landing tables
 
-Runs whenever an ingest task lands a window (scheduled on every `lake.normalized.*`
-Asset). Each triggering Asset event names the module, entity and window it landed; the
-task loads exactly those windows into `landing.<module>__<entity>` with PostgreSQL `COPY`,
+Runs whenever an ingest task lands a window that passed the lake gate (scheduled on
+every `lake.normalized.*` Asset, and on `lake.replayed` for windows the `replay` DAG
+re-processed). Each triggering Asset event names the module, entity and window it
+landed; the task loads exactly those windows into `landing.<module>__<entity>` with PostgreSQL `COPY`,
 one transaction per window: the window's old rows are replaced, never duplicated, and a
 failure leaves the previous state. Updates the Asset `warehouse.landing`, on which the
 dbt transform is scheduled.
@@ -35,7 +36,7 @@ with DAG(
     dag_id="load_warehouse",
     description="Load landed lake windows into the warehouse's landing tables with COPY.",
     doc_md=__doc__,
-    schedule=AssetAny(*LAKE_ASSETS),
+    schedule=AssetAny(*LAKE_ASSETS, orchestration.LAKE_REPLAYED),
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,  # loads of one table serialize anyway; keep the order of windows

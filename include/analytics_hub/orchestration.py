@@ -149,6 +149,29 @@ def validate_landed(module_name: str, entity_name: str, window: Window) -> dict[
     return lake.read_json(lake.path(Zone.MANIFESTS, module.name, entity.name, window))
 
 
+LAKE_REPLAYED = Asset(name="lake.replayed", uri="hub-lake://replayed", group="lake")
+
+
+def replay_dead_letters(module_name: str, entity_name: str, window: Window) -> dict[str, Any]:
+    """Re-process one window's dead letters through normalization (see ``replay``)."""
+    from analytics_hub.replay import replay_window
+
+    module = get_module(module_name)
+    entity = module.entity(entity_name)
+    settings = settings_from_airflow()
+    conn = _optional_connection(module.conn_id)
+    result = replay_window(
+        module,
+        entity,
+        window,
+        lake=Lake.from_settings(settings),
+        rates=FxRates.load(),
+        pseudonym_key=settings.require_pseudonym_key() if entity.has_personal_data else None,
+        local_timezone=conn.extra_dejson.get("timezone") if conn is not None else None,
+    )
+    return result.to_dict() | window.query()
+
+
 WAREHOUSE_CONN_ID = "hub_warehouse"
 WAREHOUSE_LANDING = Asset(
     name="warehouse.landing", uri="hub-warehouse://landing", group="warehouse"

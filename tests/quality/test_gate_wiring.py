@@ -24,7 +24,7 @@ def ingest_dags() -> dict[str, Any]:
 def test_parsing_the_dags_does_not_import_great_expectations() -> None:
     script = (
         "import runpy, sys\n"
-        f"for name in ('ingest', 'load_warehouse'): runpy.run_path('{DAGS}/' + name + '.py')\n"
+        f"for name in ('ingest', 'load_warehouse', 'replay'): runpy.run_path('{DAGS}/' + name + '.py')\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] == 'great_expectations'))\n"
     )
     result = subprocess.run(
@@ -41,3 +41,14 @@ def test_only_the_validate_task_publishes_the_window(ingest_dags: dict[str, Any]
             assert validate.upstream_task_ids == {land.task_id}
             assert not land.outlets
             assert [a.name for a in validate.outlets] == [f"lake.normalized.{name}.{entity.name}"]
+
+
+def test_a_replayed_window_is_validated_then_loaded() -> None:
+    from airflow.dag_processing.dagbag import DagBag
+
+    replay = DagBag(dag_folder=str(DAGS / "replay.py")).dags["replay"]
+    validate = replay.get_task("validate")
+    assert validate.upstream_task_ids == {"replay_dead_letters"}
+    assert [a.name for a in validate.outlets] == ["lake.replayed"]
+    load = DagBag(dag_folder=str(DAGS / "load_warehouse.py")).dags["load_warehouse"]
+    assert "lake.replayed" in {a.name for a in load.timetable.asset_condition.objects}
