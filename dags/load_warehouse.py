@@ -4,9 +4,9 @@
 Runs whenever an ingest task lands a window that passed the lake gate (scheduled on
 every `lake.normalized.*` Asset, and on `lake.replayed` for windows the `replay` DAG
 re-processed). Each triggering Asset event names the module, entity and window it
-landed; the task loads exactly those windows into `landing.<module>__<entity>` with PostgreSQL `COPY`,
-one transaction per window: the window's old rows are replaced, never duplicated, and a
-failure leaves the previous state. Updates the Asset `warehouse.landing`, on which the
+landed; the task loads exactly those windows into `landing.<module>__<entity>` with
+PostgreSQL `COPY`, one transaction per window: the window's old rows are replaced, never
+duplicated, and a failure leaves the previous state. Updates the Asset `warehouse.landing`, on which the
 dbt transform is scheduled.
 
 **Reload by hand**: trigger with params `window_start`, `window_end` (and optionally
