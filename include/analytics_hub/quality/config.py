@@ -56,6 +56,12 @@ class GateSettings(BaseSettings):
         default=200,
         description="Validation runs listed on the Data Docs index page (each is read to build it).",
     )
+    # The mart gate (``mart_gate``)
+    mart_window_hours: Annotated[float, Field(gt=0)] = Field(
+        default=3.0,
+        description="The mart gate validates the mart rows loaded within this many hours "
+        "(the builds since the previous cycles), and reconciles the buckets they touched.",
+    )
 
 
 def load_gate_settings(**overrides: object) -> GateSettings:
