@@ -7,8 +7,12 @@ then its tests:
 staging views over the landing tables → deduplicating intermediates (the delivery
 guarantees of the contract) → incremental facts, hourly and daily rollups (marts).
 
-Each mart updates its Asset `warehouse.marts.<model>` once its tests pass, for the quality
-gates and the feeds downstream. On TimescaleDB the facts are hypertables and the rollups
+Each mart updates its Asset `warehouse.marts.<model>` once its tests pass. Then
+`validate_marts`, the mart gate (Great Expectations), checks what the run touched: schema,
+keys, the contract's values and ranges, and rollup totals reconciled with their facts'.
+Only if nothing blocking failed does it update `warehouse.marts.validated`, which the
+feeds schedule on; a blocked build fails the task, naming the expectation and sample rows.
+Data Docs: `<quality>/docs/index.html`. On TimescaleDB the facts are hypertables and the rollups
 continuous aggregates; on plain PostgreSQL, day-partitioned tables and incrementally
 maintained tables (the project detects which; `HUB_WAREHOUSE_KIND` forces it).
 """
@@ -16,8 +20,10 @@ maintained tables (the project detects which; `HUB_WAREHOUSE_KIND` forces it).
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 import pendulum
+from airflow.sdk import task
 from cosmos import DbtDag, RenderConfig
 from cosmos.constants import LoadMode, TestBehavior
 
@@ -36,9 +42,7 @@ transform = DbtDag(
     project_config=dbt_airflow.project_config(),
     profile_config=dbt_airflow.profile_config(),
     execution_config=dbt_airflow.execution_config(),
-    render_config=RenderConfig(
-        load_method=LoadMode.DBT_MANIFEST, test_behavior=TestBehavior.BUILD
-    ),
+    render_config=RenderConfig(load_method=LoadMode.DBT_MANIFEST, test_behavior=TestBehavior.BUILD),
     # the marts' Assets are declared below; cosmos's own need OpenLineage to be installed
     operator_args={"emit_datasets": False},
 )
@@ -46,3 +50,19 @@ transform = DbtDag(
 # A mart's Asset is updated by its task, a `dbt build` of the model and its tests.
 for mart in dbt_airflow.mart_models():
     transform.task_dict[f"{mart}_model_build"].outlets.append(orchestration.mart_asset(mart))
+
+# The mart gate, after every dbt task: the feeds read only marts it let through.
+dbt_leaves = [t for t in transform.tasks if not t.downstream_task_ids]
+
+
+@task(
+    task_id="validate_marts",
+    multiple_outputs=False,
+    outlets=[orchestration.MARTS_VALIDATED],
+    dag=transform,
+)
+def validate_marts() -> dict[str, Any]:
+    return orchestration.validate_marts()
+
+
+dbt_leaves >> validate_marts()

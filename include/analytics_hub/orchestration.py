@@ -185,6 +185,13 @@ def mart_asset(model: str) -> Asset:
     )
 
 
+# Updated once the mart gate passed (or only warned) on what a transform run built: the feeds
+# schedule on it, never on a single mart's Asset.
+MARTS_VALIDATED = Asset(
+    name="warehouse.marts.validated", uri="hub-warehouse://analytics/validated", group="warehouse"
+)
+
+
 def warehouse_conninfo() -> str:
     """A libpq connection string from the Airflow connection ``hub_warehouse``."""
     conn = _optional_connection(WAREHOUSE_CONN_ID)
@@ -237,3 +244,29 @@ def load_landed_windows(landed: list[tuple[str, str, Window]]) -> list[dict[str,
                 }
             )
     return results
+
+
+def validate_marts() -> dict[str, Any]:
+    """Run the mart gate on the rows loaded within ``HUB_QUALITY_MART_WINDOW_HOURS``.
+
+    A blocked build fails the task at once, without retries: the same rows would fail the
+    same way. Great Expectations is imported here, in the task, not at parse time.
+    """
+    from datetime import UTC, datetime, timedelta
+
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from analytics_hub.quality.config import load_gate_settings, quality_url
+    from analytics_hub.quality.mart_gate import MartsBlockedError
+    from analytics_hub.quality.mart_gate import validate_marts as run_mart_gate
+    from analytics_hub.quality.store import open_store
+
+    settings = settings_from_airflow()
+    gate = load_gate_settings()
+    store = open_store(quality_url(settings, gate), settings, gate.work_dir)
+    since = datetime.now(UTC) - timedelta(hours=gate.mart_window_hours)
+    try:
+        result = run_mart_gate(warehouse_conninfo(), since=since, store=store, settings=gate)
+    except MartsBlockedError as blocked:
+        raise AirflowFailException(str(blocked)) from blocked
+    return result.summary()
