@@ -1,0 +1,237 @@
+"""The mart gate against a tiny marts schema in a real PostgreSQL, built by hand (no dbt).
+
+The rollups are filled from their facts with the dbt macros' own aggregation, so a clean
+set reconciles; each test then breaks one thing and names the expectation it must trip.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from analytics_hub.quality.config import load_gate_settings, quality_url
+from analytics_hub.quality.mart_gate import MartsBlockedError, validate_marts
+from analytics_hub.quality.mart_suites import MARTS
+from analytics_hub.quality.store import QualityStore, open_store
+from analytics_hub.settings import load_settings
+
+pytestmark = pytest.mark.integration
+
+DAGS = Path(__file__).resolve().parents[2] / "dags"
+CHECKED = ("fct_requests", "agg_model_latency_hourly", "fct_cost_records", "agg_costs_hourly")
+SQL_TYPE = {
+    "TEXT": "text",
+    "BIGINT": "bigint",
+    "DOUBLE PRECISION": "double precision",
+    "NUMERIC": "numeric",
+    "TIMESTAMP WITH TIME ZONE": "timestamptz",
+}
+BUCKET = "date_bin(interval '1 hour', {}, timestamptz '2000-01-03 00:00:00+00')"
+
+FACT_ROWS = """
+insert into analytics.fct_requests
+    (event_id, event_time, ingested_at, environment, request_id, model_id, asset_id, region,
+     service, latency_ms, ttft_ms, input_tokens, output_tokens, status, error_code,
+     response_bytes)
+select 'obs-' || i, now() - interval '5 minutes', now(), 'production', 'req-' || i, 'gpt',
+       'asset-1', 'eu', 'chat', 100.0 * i, 10.0, 10 * i, 5 * i,
+       case when i = 3 then 'error' else 'ok' end, null, 1000
+from generate_series(1, 3) as i;
+
+insert into analytics.fct_cost_records
+    (cost_record_id, record_version, event_id, event_time, ingested_at, account_id, asset_id,
+     model_id, usage_start, usage_end, input_tokens, output_tokens, cost, cost_unit, cost_usd)
+select 'cost-' || i, 1, 'cost-ev-' || i, now(), now(), 'acct-1', 'asset-1', 'gpt',
+       now() - interval '10 minutes', now(), 100, 50, 1.25 * i, 'USD', 1.25 * i
+from generate_series(1, 3) as i;
+
+-- an old, bad row outside the checked window: history is not re-validated
+insert into analytics.fct_cost_records
+    (cost_record_id, record_version, event_id, event_time, ingested_at, account_id, asset_id,
+     model_id, usage_start, usage_end, input_tokens, output_tokens, cost, cost_unit, cost_usd,
+     _loaded_at)
+values ('cost-old', 1, 'cost-ev-old', now() - interval '30 days', now() - interval '30 days',
+        'acct-1', 'asset-1', 'gpt', now() - interval '30 days', now() - interval '30 days',
+        1, 1, -5, 'USD', -5, now() - interval '30 days');
+"""
+
+ROLLUPS = f"""
+delete from analytics.agg_model_latency_hourly;
+insert into analytics.agg_model_latency_hourly
+select {BUCKET.format("event_time")}, model_id, asset_id, environment, count(*),
+       count(*) filter (where status = 'error'),
+       round(count(*) filter (where status = 'error')::numeric / count(*), 6),
+       percentile_cont(0.5) within group (order by latency_ms),
+       percentile_cont(0.95) within group (order by latency_ms),
+       percentile_cont(0.99) within group (order by latency_ms),
+       sum(latency_ms::numeric), sum(input_tokens), sum(output_tokens), sum(response_bytes),
+       max(_loaded_at)
+from analytics.fct_requests group by 1, 2, 3, 4;
+
+delete from analytics.agg_costs_hourly;
+insert into analytics.agg_costs_hourly
+select {BUCKET.format("usage_start")}, account_id, asset_id, model_id, count(*), sum(cost_usd),
+       sum(input_tokens), sum(output_tokens),
+       round(sum(cost_usd) * 1000 / nullif(sum(input_tokens + output_tokens), 0), 6),
+       max(_loaded_at)
+from analytics.fct_cost_records group by 1, 2, 3, 4;
+"""
+
+
+def _create_table(name: str) -> str:
+    columns = ",\n".join(
+        f"{column} {SQL_TYPE[types[0]]}"
+        + (" not null default now()" if column == "_loaded_at" else "")
+        for column, types in MARTS[name].columns.items()
+    )
+    return f"create table analytics.{name} (\n{columns}\n);"
+
+
+@pytest.fixture
+def marts(new_database: Callable[[str], str]) -> str:
+    """A warehouse with the checked marts, clean: the rollups reconcile with their facts."""
+    dsn = new_database("marts")
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("create schema analytics")
+        for name in CHECKED:
+            conn.execute(_create_table(name))
+        conn.execute(FACT_ROWS)
+        conn.execute(ROLLUPS)
+    return dsn
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> QualityStore:
+    settings = load_settings(lake_url=str(tmp_path / "lake"))
+    return open_store(quality_url(settings, load_gate_settings()), settings, str(tmp_path))
+
+
+def _since() -> datetime:
+    return datetime.now(UTC) - timedelta(hours=1)
+
+
+def _execute(dsn: str, statement: str) -> None:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(statement)
+
+
+def test_clean_marts_pass_and_land_in_the_history(marts: str, store: QualityStore) -> None:
+    result = validate_marts(
+        marts, since=_since(), store=store, settings=load_gate_settings(), marts=CHECKED
+    )
+
+    assert result.status == "passed", result.summary()
+    assert {m.mart: m.rows for m in result.marts} == {
+        "fct_requests": 3,
+        "agg_model_latency_hourly": 1,
+        "fct_cost_records": 3,  # not the old negative one
+        "agg_costs_hourly": 1,
+    }
+    history = store.history().to_table().to_pylist()
+    assert {(r["module"], r["entity"]) for r in history} == {
+        ("observatory", "fct_requests"),
+        ("observatory", "agg_model_latency_hourly"),
+        ("costops", "fct_cost_records"),
+        ("costops", "agg_costs_hourly"),
+    }
+    assert {r["gate"] for r in history} == {"mart"}
+    assert all(r["success"] for r in history), [r for r in history if not r["success"]]
+    names = {r["expectation"] for r in history if r["entity"] == "agg_costs_hourly"}
+    assert "reconcile:agg_costs_hourly.cost_usd=fct_cost_records.sum(cost_usd)" in names
+    assert {"type:cost_usd", "unique_key", "range:cost_usd"} <= names
+    assert (store.gx_dir / "docs" / "index.html").is_file()
+
+
+def test_a_warning_is_recorded_and_the_marts_go_on(marts: str, store: QualityStore) -> None:
+    _execute(marts, "update analytics.agg_model_latency_hourly set latency_p99_ms = 900000")
+
+    result = validate_marts(
+        marts, since=_since(), store=store, settings=load_gate_settings(), marts=CHECKED
+    )
+
+    assert result.status == "warned"
+    (latency,) = [m for m in result.marts if m.mart == "agg_model_latency_hourly"]
+    assert [f.expectation for f in latency.warned] == ["plausible:latency_p99_ms"]
+    assert latency.warned[0].sample[0]["latency_p99_ms"] == 900000.0
+    rows = store.history().to_table().to_pylist()
+    assert {(r["expectation"], r["action"]) for r in rows if not r["success"]} == {
+        ("plausible:latency_p99_ms", "warned")
+    }
+
+
+def test_blocking_failures_raise_naming_the_expectation_and_rows(
+    marts: str, store: QualityStore
+) -> None:
+    _execute(
+        marts,
+        "update analytics.fct_cost_records set cost_usd = -1.5 where cost_record_id = 'cost-2';"
+        + ROLLUPS
+        + "update analytics.agg_costs_hourly set cost_usd = cost_usd + 0.01;"
+        + "delete from analytics.agg_model_latency_hourly;"  # a bucket the rollup missed
+        + "alter table analytics.fct_requests alter column latency_ms type text;",
+    )
+
+    with pytest.raises(MartsBlockedError) as blocked:
+        validate_marts(
+            marts, since=_since(), store=store, settings=load_gate_settings(), marts=CHECKED
+        )
+
+    message = str(blocked.value)
+    # a value outside the contract, with the keys of the rows that hold it
+    assert "fct_cost_records: range:cost_usd (1 unexpected rows)" in message
+    assert "{'cost_record_id': 'cost-2', 'cost_usd': '-1.5'}" in message
+    # mart totals against fact totals, with the buckets that differ
+    assert "reconcile:agg_costs_hourly.cost_usd=fct_cost_records.sum(cost_usd)" in message
+    assert "'mart_total': '3.51', 'fact_total': '3.50'" in message
+    assert "reconcile:agg_model_latency_hourly.requests=fct_requests.count(*)" in message
+    assert "'mart_total': None, 'fact_total': 3" in message
+    # schema drift
+    assert "fct_requests: type:latency_ms (observed TEXT)" in message
+    # tokens reconcile with severity warn: recorded, not blocking
+    assert "input_tokens=" not in message
+    rows = store.history().to_table().to_pylist()
+    actions = {(r["entity"], r["expectation"], r["action"]) for r in rows if not r["success"]}
+    assert {
+        ("fct_cost_records", "range:cost_usd", "blocked"),
+        (
+            "agg_costs_hourly",
+            "reconcile:agg_costs_hourly.cost_usd=fct_cost_records.sum(cost_usd)",
+            "blocked",
+        ),
+        (
+            "agg_model_latency_hourly",
+            "reconcile:agg_model_latency_hourly.input_tokens=fct_requests.sum(input_tokens)",
+            "warned",
+        ),
+    } <= actions
+    statuses = {r["entity"]: r["window_status"] for r in rows}
+    assert statuses["fct_cost_records"] == statuses["agg_costs_hourly"] == "blocked"
+
+
+def test_the_transform_dag_ends_in_the_gate_without_importing_gx_at_parse() -> None:
+    script = (
+        "import json, runpy, sys\n"
+        f"dag = runpy.run_path('{DAGS}/transform.py')['transform']\n"
+        "gate = dag.get_task('validate_marts')\n"
+        "print(json.dumps({\n"
+        "    'gx': sorted(m for m in sys.modules if m.split('.')[0] == 'great_expectations'),\n"
+        "    'outlets': [a.name for a in gate.outlets],\n"
+        "    'leaves': sorted(t.task_id for t in dag.tasks if not t.downstream_task_ids),\n"
+        "    'upstream': len(gate.upstream_task_ids),\n"
+        "}))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True
+    )
+    parsed = json.loads(result.stdout.strip().splitlines()[-1])
+    assert parsed["gx"] == []
+    assert parsed["outlets"] == ["warehouse.marts.validated"]
+    assert parsed["leaves"] == ["validate_marts"]  # every dbt task is upstream of it
+    assert parsed["upstream"] > 0
