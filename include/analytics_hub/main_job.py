@@ -160,7 +160,28 @@ def main(argv: list[str] | None = None) -> int:
         print("give both --start and --end, or neither", file=sys.stderr)
         return 2
     window = Window.parse(args.start, args.end) if args.start else last_full_hour()
-    return run(window, args.seed, args.chaos)
+    started = datetime.now(UTC)
+    code = run(window, args.seed, args.chaos)
+    _validation_report(started)
+    return code
+
+
+def _validation_report(since: datetime) -> None:
+    """The gates' decisions in this run, per module, from the validation history."""
+    from analytics_hub.quality.config import load_gate_settings, quality_url
+    from analytics_hub.quality.summary import STATUSES, validation_summary
+    from analytics_hub.stack.local_hub import local_dir
+
+    settings = load_settings(lake_url=str(local_dir() / "lake"))
+    url = quality_url(settings, load_gate_settings())
+    header = f"{'module':<12}{'gate':<6}" + "".join(f"{s:>13}" for s in STATUSES)
+    print(f"\nvalidation summary (runs of the lake and mart gates):\n{header}\n{'-' * len(header)}")
+    for summary in validation_summary(url, settings, since):
+        counts = "".join(f"{summary.runs[s]:>13}" for s in STATUSES)
+        print(f"{summary.module:<12}{summary.gate:<6}{counts}")
+        for failure, runs in sorted(summary.failed.items()):
+            print(f"{'':<18}{failure} x{runs}")
+    print(f"Data Docs: {url}/docs/index.html")
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ from analytics_hub.quality.config import load_gate_settings, quality_url
 from analytics_hub.quality.mart_gate import MartsBlockedError, validate_marts
 from analytics_hub.quality.mart_suites import MARTS
 from analytics_hub.quality.store import QualityStore, open_store
+from analytics_hub.quality.summary import validation_summary
 from analytics_hub.settings import load_settings
 
 pytestmark = pytest.mark.integration
@@ -149,7 +150,10 @@ def test_clean_marts_pass_and_land_in_the_history(marts: str, store: QualityStor
     assert (store.gx_dir / "docs" / "index.html").is_file()
 
 
-def test_a_warning_is_recorded_and_the_marts_go_on(marts: str, store: QualityStore) -> None:
+def test_a_warning_is_recorded_and_the_marts_go_on(
+    marts: str, store: QualityStore, tmp_path: Path
+) -> None:
+    started = datetime.now(UTC)
     _execute(marts, "update analytics.agg_model_latency_hourly set latency_p99_ms = 900000")
 
     result = validate_marts(
@@ -163,6 +167,17 @@ def test_a_warning_is_recorded_and_the_marts_go_on(marts: str, store: QualitySto
     rows = store.history().to_table().to_pylist()
     assert {(r["expectation"], r["action"]) for r in rows if not r["success"]} == {
         ("plausible:latency_p99_ms", "warned")
+    }
+    # what the main job reports, per module, from the history
+    settings = load_settings(lake_url=str(tmp_path / "lake"))
+    summary = validation_summary(quality_url(settings, load_gate_settings()), settings, started)
+    assert {(s.module, s.gate): dict(s.runs) for s in summary} == {
+        ("costops", "mart"): {"passed": 2},
+        ("observatory", "mart"): {"passed": 1, "warned": 1},
+    }
+    (observatory,) = [s for s in summary if s.module == "observatory"]
+    assert dict(observatory.failed) == {
+        "agg_model_latency_hourly: plausible:latency_p99_ms (warned)": 1
     }
 
 
