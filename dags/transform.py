@@ -12,9 +12,11 @@ Each mart updates its Asset `warehouse.marts.<model>` once its tests pass. Then
 keys, the contract's values and ranges, and rollup totals reconciled with their facts'.
 Only if nothing blocking failed does it update `warehouse.marts.validated`, which the
 feeds schedule on; a blocked build fails the task, naming the expectation and sample rows.
-Data Docs: `<quality>/docs/index.html`. On TimescaleDB the facts are hypertables and the rollups
-continuous aggregates; on plain PostgreSQL, day-partitioned tables and incrementally
-maintained tables (the project detects which; `HUB_WAREHOUSE_KIND` forces it).
+Data Docs: `<quality>/docs/index.html`.
+
+On TimescaleDB the facts are hypertables and the rollups continuous aggregates; on plain
+PostgreSQL, day-partitioned tables and incrementally maintained tables (the project
+detects which; `HUB_WAREHOUSE_KIND` forces it).
 """
 
 from __future__ import annotations
