@@ -25,8 +25,10 @@ from decimal import Decimal
 from typing import Any
 
 import great_expectations as gx
-from great_expectations.checkpoint import UpdateDataDocsAction
 from great_expectations.data_context import AbstractDataContext
+from great_expectations.data_context.types.resource_identifiers import (
+    ExpectationSuiteIdentifier,
+)
 from great_expectations.datasource.fluent import PostgresDatasource
 from psycopg import conninfo as pg_conninfo
 from sqlalchemy.engine import URL
@@ -148,7 +150,8 @@ def _checkpoint(
         gx.Checkpoint(
             name=CHECKPOINT,
             validation_definitions=definitions,
-            actions=[UpdateDataDocsAction(name="data_docs", site_names=[DOCS_SITE])],
+            # no UpdateDataDocsAction: it rebuilds the index once per validation; the
+            # pages of a run are built together after it (``_build_docs``)
             result_format={"result_format": "COMPLETE", "partial_unexpected_count": SAMPLE_ROWS},
         )
     )
@@ -182,10 +185,11 @@ def _sample(
         if any(v is not None for v in values)
         else sql.SQL("{} is null").format(sql.Identifier(column))
     )
-    query = sql.SQL("select {} from {}.{} where _loaded_at >= %s and {} limit {}").format(
+    query = sql.SQL("select {} from {}.{} where {} >= %s and {} limit {}").format(
         sql.SQL(", ").join(map(sql.Identifier, columns)),
         sql.Identifier(SCHEMA),
         sql.Identifier(mart.name),
+        sql.Identifier(mart.touched_by),
         condition,
         sql.Literal(SAMPLE_ROWS),
     )
@@ -214,6 +218,7 @@ def validate_marts(
     checkpoint = _checkpoint(context, conninfo, chosen, since)
     outcome = checkpoint.run(run_id=gx.RunIdentifier(run_name=run_name, run_time=validated_at))
     by_suite = {result.suite_name: result for result in outcome.run_results.values()}
+    _build_docs(context, outcome.run_results)
 
     window = Window(since, max(validated_at, since + timedelta(seconds=1)))
     stamp = f"{validated_at:%Y%m%dT%H%M%S%fZ}"
@@ -297,6 +302,15 @@ def validate_marts(
             + f". Data Docs: {store.docs_index}"
         )
     return gate
+
+
+def _build_docs(context: AbstractDataContext, run_results: dict[Any, Any]) -> None:
+    """The Data Docs pages of this run's results and suites, and the index, once."""
+    identifiers: list[Any] = list(run_results)
+    identifiers += [ExpectationSuiteIdentifier(name=r.suite_name) for r in run_results.values()]
+    context.build_data_docs(
+        site_names=[DOCS_SITE], resource_identifiers=identifiers, build_index=True
+    )
 
 
 def _row_count(validation: Any) -> int | None:
