@@ -26,13 +26,20 @@ from analytics_hub.settings import load_settings
 pytestmark = pytest.mark.integration
 
 DAGS = Path(__file__).resolve().parents[2] / "dags"
-CHECKED = ("fct_requests", "agg_model_latency_hourly", "fct_cost_records", "agg_costs_hourly")
+CHECKED = (
+    "fct_requests",
+    "agg_model_latency_hourly",
+    "fct_cost_records",
+    "agg_costs_hourly",
+    "agg_budget_burn_monthly",
+)
 SQL_TYPE = {
     "TEXT": "text",
     "BIGINT": "bigint",
     "DOUBLE PRECISION": "double precision",
     "NUMERIC": "numeric",
     "TIMESTAMP WITH TIME ZONE": "timestamptz",
+    "BOOLEAN": "boolean",
 }
 BUCKET = "date_bin(interval '1 hour', {}, timestamptz '2000-01-03 00:00:00+00')"
 
@@ -83,6 +90,20 @@ select {BUCKET.format("usage_start")}, account_id, asset_id, model_id, count(*),
        round(sum(cost_usd) * 1000 / nullif(sum(input_tokens + output_tokens), 0), 6),
        max(_loaded_at)
 from analytics.fct_cost_records group by 1, 2, 3, 4;
+
+delete from analytics.agg_budget_burn_monthly;
+insert into analytics.agg_budget_burn_monthly
+with month as (
+    select date_trunc('month', now() at time zone 'UTC') at time zone 'UTC' as period_start
+),
+spend as (
+    select sum(cost_usd) as usd from analytics.fct_cost_records, month
+    where account_id = 'acct-1' and usage_start >= month.period_start
+        and usage_start < month.period_start + interval '1 month'
+)
+select 'budget-1', 'acct-1', period_start, period_start + interval '1 month', 100, 'USD', 100,
+       80, now(), usd, now(), 100 - usd, usd, false, false
+from month, spend;
 """
 
 
@@ -134,6 +155,7 @@ def test_clean_marts_pass_and_land_in_the_history(marts: str, store: QualityStor
         "agg_model_latency_hourly": 1,
         "fct_cost_records": 3,  # not the old negative one
         "agg_costs_hourly": 1,
+        "agg_budget_burn_monthly": 1,
     }
     history = store.history().to_table().to_pylist()
     assert {(r["module"], r["entity"]) for r in history} == {
@@ -141,6 +163,7 @@ def test_clean_marts_pass_and_land_in_the_history(marts: str, store: QualityStor
         ("observatory", "agg_model_latency_hourly"),
         ("costops", "fct_cost_records"),
         ("costops", "agg_costs_hourly"),
+        ("costops", "agg_budget_burn_monthly"),
     }
     assert {r["gate"] for r in history} == {"mart"}
     assert all(r["success"] for r in history), [r for r in history if not r["success"]]
@@ -172,7 +195,7 @@ def test_a_warning_is_recorded_and_the_marts_go_on(
     settings = load_settings(lake_url=str(tmp_path / "lake"))
     summary = validation_summary(quality_url(settings, load_gate_settings()), settings, started)
     assert {(s.module, s.gate): dict(s.runs) for s in summary} == {
-        ("costops", "mart"): {"passed": 2},
+        ("costops", "mart"): {"passed": 3},
         ("observatory", "mart"): {"passed": 1, "warned": 1},
     }
     (observatory,) = [s for s in summary if s.module == "observatory"]
@@ -190,6 +213,7 @@ def test_blocking_failures_raise_naming_the_expectation_and_rows(
         + ROLLUPS
         + "update analytics.agg_costs_hourly set cost_usd = cost_usd + 0.01;"
         + "delete from analytics.agg_model_latency_hourly;"  # a bucket the rollup missed
+        + "update analytics.agg_budget_burn_monthly set spend_usd = spend_usd + 1;"
         + "alter table analytics.fct_requests alter column latency_ms type text;",
     )
 
@@ -207,6 +231,8 @@ def test_blocking_failures_raise_naming_the_expectation_and_rows(
     assert "'mart_total': '3.51', 'fact_total': '3.50'" in message
     assert "reconcile:agg_model_latency_hourly.requests=fct_requests.count(*)" in message
     assert "'mart_total': None, 'fact_total': 3" in message
+    assert "reconcile:agg_budget_burn_monthly.spend_usd=fct_cost_records.sum(cost_usd)" in message
+    assert "'budget_id': 'budget-1'" in message
     # schema drift
     assert "fct_requests: type:latency_ms (observed TEXT)" in message
     # tokens reconcile with severity warn: recorded, not blocking
