@@ -128,8 +128,8 @@ def _checkpoint(
     definitions = []
     for mart in marts:
         with warnings.catch_warnings():
-            # deprecated for a schema in the connection string, which the query assets
-            # (schema-qualified, like the reconciliations' joins) would not need
+            # GX would rather have the schema in the connection string; the query assets
+            # name theirs, so one data source serves the tables and the queries alike
             warnings.simplefilter("ignore", DeprecationWarning)
             table = source.add_table_asset(
                 f"{mart.name}.table", table_name=mart.name, schema_name=SCHEMA
