@@ -7,10 +7,26 @@
 -#}
 {% macro new_rows(loaded_at='_loaded_at') %}
     {% if is_incremental() %}
-        where {{ loaded_at }} > (
-            select coalesce(max(_loaded_at), '-infinity') from {{ this }}
-        ) - interval '{{ var("incremental_lookback") }}'
+        where {{ loaded_at }} > {{ new_rows_since(this) }}
     {% endif %}
+{% endmacro %}
+
+{#-
+    The `_loaded_at` after which rows are new to `relation` (built before): its newest row's
+    `_loaded_at` minus var('incremental_lookback'). Read first and written as a literal, not
+    as a subquery: the planner then estimates the filter from its statistics and takes the
+    `_loaded_at` indexes, where a subquery's unknown value makes it scan all of history.
+-#}
+{% macro new_rows_since(relation) %}
+    {%- set lookback = "interval '" ~ var('incremental_lookback') ~ "'" -%}
+    {%- if not execute -%}
+        {{ return("(select coalesce(max(_loaded_at), '-infinity') from " ~ relation ~ ") - "
+                  ~ lookback) }}
+    {%- endif -%}
+    {%- set newest = run_query(
+        "select coalesce(max(_loaded_at), '-infinity')::text from " ~ relation
+    ).columns[0].values()[0] -%}
+    {{ return("timestamptz '" ~ newest ~ "' - " ~ lookback) }}
 {% endmacro %}
 
 {#-

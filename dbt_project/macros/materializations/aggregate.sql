@@ -40,8 +40,7 @@
     {%- set bucket = time_bucket(width, time_column) | trim -%}
     {%- set buckets = run_query(
         "select distinct " ~ bucket ~ " from " ~ facts
-        ~ " where _loaded_at > (select coalesce(max(_loaded_at), '-infinity') from " ~ this
-        ~ ") - interval '" ~ var('incremental_lookback') ~ "' order by 1"
+        ~ " where _loaded_at > " ~ new_rows_since(this) ~ " order by 1"
     ).columns[0].values() -%}
     {%- if buckets | length == 0 %}
     where false
@@ -187,8 +186,7 @@
     {%- set start = run_query(
         "select date_trunc('day', min(" ~ time ~ "), 'UTC')::text from "
         ~ adapter.get_relation(fact.database, fact.schema, fact.alias)
-        ~ " where _loaded_at > (select coalesce(max(_loaded_at), '-infinity') from "
-        ~ aggregate ~ ") - interval '" ~ var('incremental_lookback') ~ "'"
+        ~ " where _loaded_at > " ~ new_rows_since(aggregate)
     ).columns[0].values()[0] -%}
     {{ return(none if start is none else "timestamptz '" ~ start ~ "'") }}
 {% endmacro %}
