@@ -42,7 +42,8 @@ from analytics_hub.stack.postgres import PrivatePostgres
 from analytics_hub.stack.s3 import MotoS3Server
 from simulators import SimulatorConfig, SimulatorProcess, compute_truth
 
-pytestmark = pytest.mark.integration
+# 18 `airflow dags test` runs (each module thrice), each importing Airflow and GX: minutes
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(1500)]
 
 START, END = datetime(2026, 11, 24, 6, tzinfo=UTC), datetime(2026, 11, 24, 8, tzinfo=UTC)
 CONF = {"window_start": "2026-11-24T06:00:00Z", "window_end": "2026-11-24T08:00:00Z"}
