@@ -37,7 +37,7 @@ from great_expectations.data_context.types.base import (
 from great_expectations.datasource.fluent import PandasDatasource
 from great_expectations.execution_engine import pandas_execution_engine
 
-from analytics_hub.lake import Lake
+from analytics_hub.lake import PARTITIONING, Lake
 from analytics_hub.quality.suites import build_suite, suite_name
 from analytics_hub.settings import HubSettings
 from analytics_hub.sources import MODULES
@@ -46,17 +46,7 @@ from analytics_hub.windows import Window
 DATA_SOURCE = "lake"
 BATCH_DEFINITION = "window"
 DOCS_SITE = "lake_gate"
-HISTORY_PARTITIONING = ds.partitioning(
-    pa.schema(
-        [
-            ("module", pa.string()),
-            ("entity", pa.string()),
-            ("date", pa.string()),
-            ("hour", pa.string()),
-        ]
-    ),
-    flavor="hive",
-)
+HISTORY_PARTITIONING = PARTITIONING  # the lake's: module=/entity=/date=/hour=
 HISTORY_SCHEMA = pa.schema(
     [
         ("run_id", pa.string()),
