@@ -121,7 +121,7 @@ def window_parameters(
     }
 
 
-def _raised(info: dict[str, Any] | None) -> str | None:
+def exception_message(info: dict[str, Any] | None) -> str | None:
     """The exception message of a result that could not be computed, if any."""
     if not info:
         return None
@@ -188,7 +188,7 @@ def validate_window(
         meta = config.meta or {}
         name = expectation_name(config.type, config.kwargs, meta)
         severity, scope = meta.get("severity", "block"), meta.get("scope", "batch")
-        error = _raised(run.exception_info)
+        error = exception_message(run.exception_info)
         outcome_of: dict[str, Any] = run.result or {}
         failure = Failure(
             name,

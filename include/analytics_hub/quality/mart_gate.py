@@ -34,7 +34,7 @@ from psycopg import conninfo as pg_conninfo
 from sqlalchemy.engine import URL
 
 from analytics_hub.quality.config import GateSettings
-from analytics_hub.quality.gate import SAMPLE_ROWS, Failure, _raised
+from analytics_hub.quality.gate import SAMPLE_ROWS, Failure, exception_message
 from analytics_hub.quality.mart_suites import (
     MARTS,
     SCHEMA,
@@ -236,7 +236,7 @@ def validate_marts(
                 meta = config.meta or {}
                 name = str(meta.get("name", config.type))
                 severity = str(meta.get("severity", "block"))
-                error = _raised(run.exception_info)
+                error = exception_message(run.exception_info)
                 got: dict[str, Any] = run.result or {}
                 observed = got.get("observed_value")
                 failure = Failure(
