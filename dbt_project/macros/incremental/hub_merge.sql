@@ -33,10 +33,7 @@
 
 {% macro postgres__prepare_fact_rows(target, source, fact) %}
     {#- a table from before partitioning: the post-hook fact_storage() converts it -#}
-    {%- set kind = run_query(
-        "select relkind from pg_class where oid = '" ~ target ~ "'::regclass"
-    ).columns[0].values()[0] -%}
-    {%- if kind == 'p' -%}
+    {%- if is_partitioned(target) -%}
         {{ day_partitions(target, source, fact.time_column) }}
     {%- endif -%}
 {% endmacro %}

@@ -76,10 +76,7 @@
 {% endmacro %}
 
 {% macro postgres__fact_storage(relation, fact) %}
-    {%- set kind = run_query(
-        "select relkind from pg_class where oid = '" ~ relation ~ "'::regclass"
-    ).columns[0].values()[0] -%}
-    {%- if kind == 'p' -%}{{ return('') }}{%- endif -%}
+    {%- if is_partitioned(relation) -%}{{ return('') }}{%- endif -%}
     {%- set unpartitioned = relation.incorporate(
         path={'identifier': relation.identifier ~ '__unpartitioned'}) -%}
     {%- set backup = relation.incorporate(
@@ -111,4 +108,11 @@
         partition of {{ target }} for values
         from ('{{ day }} 00:00:00+00') to (timestamptz '{{ day }} 00:00:00+00' + interval '1 day');
     {%- endfor %}
+{% endmacro %}
+
+{#- PostgreSQL: is `relation` a partitioned table (not a plain one from before partitioning)? -#}
+{% macro is_partitioned(relation) %}
+    {{ return(run_query(
+        "select relkind = 'p' from pg_class where oid = '" ~ relation ~ "'::regclass"
+    ).columns[0].values()[0]) }}
 {% endmacro %}
