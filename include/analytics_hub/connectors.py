@@ -213,15 +213,20 @@ class ModuleClient:
                     raise _RetryableError(f"{type(exc).__name__}: {exc}") from exc
 
     def list_ids(self, path: str, key: str, window: Window | None) -> list[str]:
-        """The ids listed by a state endpoint (the parent of a fan-out)."""
-        ids: list[str] = []
+        """The ids listed by a state endpoint (the parent of a fan-out), sorted.
+
+        A state listing comes in the order of last change, which moves between two pulls
+        of the same window; sorted ids keep a re-pulled window's pages, and so its raw and
+        normalized objects, identical.
+        """
+        ids: set[str] = set()
         for page in self.pages(path, window):
-            ids.extend(
+            ids.update(
                 str(record[key])
                 for record in orjson.loads(page.body).get("data") or ()
                 if isinstance(record, dict) and record.get(key) is not None
             )
-        return list(dict.fromkeys(ids))
+        return sorted(ids)
 
 
 _NEXT_PAGE_TOKEN = re.compile(rb'"next_page_token"\s*:\s*(?:null|"((?:[^"\\]|\\.)*)")')

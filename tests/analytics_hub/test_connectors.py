@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
+import orjson
 import pytest
 
 from analytics_hub.connectors import Endpoint, ModuleClient, PullError
@@ -99,3 +100,25 @@ def test_a_stalled_response_times_out_and_is_retried(stalling: SimulatorProcess)
     with client(stalling, http_timeout_seconds=0.5, http_max_attempts=4) as pulling:
         pages = list(pulling.pages(PATH, WINDOW))
     assert pages
+
+
+def test_fan_out_ids_do_not_depend_on_when_they_are_listed() -> None:
+    """The extension listing's order follows the last change, so it moves with the clock."""
+    marketplace = MODULES["marketplace"]
+    parent = marketplace.entity("usage").fan_out
+    assert parent is not None
+    listed: dict[datetime, tuple[list[str], list[str]]] = {}
+    for now in (datetime(2026, 11, 25, 9, tzinfo=UTC), datetime(2026, 11, 25, 12, tzinfo=UTC)):
+        with SimulatorProcess(SimulatorConfig(seed=8, now=now)) as sim:
+            endpoint = Endpoint(sim.module_url("marketplace"), "sim-marketplace-token")
+            with ModuleClient(marketplace, endpoint, load_settings()) as pulling:
+                as_served = [
+                    str(record[parent.parent_key])
+                    for page in pulling.pages(parent.parent_path, None)
+                    for record in orjson.loads(page.body)["data"]
+                ]
+                ids = pulling.list_ids(parent.parent_path, parent.parent_key, None)
+                listed[now] = (as_served, ids)
+    (served_a, ids_a), (served_b, ids_b) = listed.values()
+    assert served_a != served_b, "the simulator no longer reorders its listing: test nothing"
+    assert ids_a == ids_b == sorted(set(served_a))
