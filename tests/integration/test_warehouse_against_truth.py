@@ -108,7 +108,7 @@ class Warehouse:
                             )
                         warehouse.load_windows(conn, self.lake, module, window)
 
-    def dbt_build(self) -> None:
+    def dbt_build(self, *extra: str) -> None:
         env = os.environ | {
             "HUB_WAREHOUSE_HOST": self.pg.host,
             "HUB_WAREHOUSE_PORT": str(self.pg.port),
@@ -127,6 +127,7 @@ class Warehouse:
                 str(self.root / "target"),
                 "--log-path",
                 str(self.root / "logs"),
+                *extra,
             ],
             env=env,
             capture_output=True,
@@ -396,49 +397,102 @@ def test_budget_burn_is_the_truths_spend_over_the_limit_in_force(built: Warehous
     assert actual == expected
 
 
-def test_rerunning_a_window_changes_nothing(built: Warehouse) -> None:
-    tables = [
-        "agg_model_latency_hourly",
-        "agg_costs_hourly",
-        "agg_violations_hourly",
-        "agg_compliance_hourly",
-        "agg_threats_hourly",
-        "agg_marketplace_usage_hourly",
-        "agg_marketplace_revenue_hourly",
-        "agg_registry_events_daily",
-        "agg_budget_burn_monthly",
-    ]
+FACTS = [
+    "fct_requests",
+    "fct_violations",
+    "fct_evaluations",
+    "fct_security_events",
+    "fct_cost_records",
+    "fct_registry_events",
+    "fct_marketplace_usage",
+    "fct_marketplace_revenue",
+    "fct_policy_audit",
+]
+ROLLUPS = [
+    "agg_model_latency_hourly",
+    "agg_costs_hourly",
+    "agg_violations_hourly",
+    "agg_compliance_hourly",
+    "agg_threats_hourly",
+    "agg_marketplace_usage_hourly",
+    "agg_marketplace_revenue_hourly",
+    "agg_registry_events_daily",
+    "agg_budget_burn_monthly",
+]
 
-    def state() -> dict[str, list[dict[str, Any]]]:
-        return {t: built.query(f"select * from analytics.{t} order by 1, 2, 3, 4") for t in tables}
 
-    def without_load_times(rows: dict[str, list[dict[str, Any]]]) -> Any:
-        return {
-            t: [{k: v for k, v in r.items() if k != "_loaded_at"} for r in rs]
-            for t, rs in rows.items()
-        }
+def _marts_without_load_times(house: Warehouse) -> dict[str, list[dict[str, Any]]]:
+    return {
+        table: [
+            {k: v for k, v in row.items() if k != "_loaded_at"}
+            for row in house.query(f"select * from analytics.{table} order by 1, 2, 3, 4")
+        ]
+        for table in ROLLUPS + FACTS
+    }
 
-    before = without_load_times(state())
+
+@pytest.mark.parametrize(
+    "merge",
+    [
+        pytest.param("1000000", id="rows inserted into their partitions"),
+        pytest.param("0", id="day partitions rebuilt"),
+    ],
+)
+def test_rerunning_a_window_changes_nothing(built: Warehouse, merge: str) -> None:
+    """A re-pulled window merged either way PostgreSQL can (var ``fact_rebuild_share``)."""
+    before = _marts_without_load_times(built)
     built.ingest_and_load(WINDOWS[:1])
-    built.dbt_build()
-    after = without_load_times(state())
+    built.dbt_build("--vars", f"{{fact_rebuild_share: {merge}}}")
+    after = _marts_without_load_times(built)
+    assert {t: len(rows) for t, rows in after.items()} == {t: len(r) for t, r in before.items()}
     changed = [
         (table, old, new)
-        for table in tables
-        for old, new in zip(before[table], after[table], strict=False)
+        for table in before
+        for old, new in zip(before[table], after[table], strict=True)
         if old != new
     ]
     assert not changed, f"{len(changed)} rows changed, e.g. {changed[:2]}"
-    assert {t: len(rows) for t, rows in after.items()} == {t: len(r) for t, r in before.items()}
-    for fact in [
-        "fct_requests",
-        "fct_violations",
-        "fct_security_events",
-        "fct_cost_records",
-        "fct_registry_events",
-        "fct_marketplace_usage",
-        "fct_marketplace_revenue",
-        "fct_policy_audit",
-    ]:
+    for fact in FACTS:
         key = "cost_record_id" if fact == "fct_cost_records" else "event_id"
         assert built.one(f"select count(*) - count(distinct {key}) from analytics.{fact}") == 0
+
+
+def test_every_fact_partition_has_the_facts_indexes_and_nothing_is_left_over(
+    built: Warehouse,
+) -> None:
+    """Rebuilt partitions are attached with the indexes built for them, as created ones are.
+
+    ATTACH adopts an index equal to one of the fact's and creates the others: an index
+    built unlike the fact's would be left unattached and doubled.
+    """
+    attached = built.query(
+        "select parent.relname as fact, part.relname as partition,"
+        " count(child_index.oid) as indexes, count(parent_index.inhparent) as attached"
+        " from pg_inherits p"
+        " join pg_class parent on parent.oid = p.inhparent"
+        " join pg_class part on part.oid = p.inhrelid"
+        " left join pg_index child_index_def on child_index_def.indrelid = part.oid"
+        " left join pg_class child_index on child_index.oid = child_index_def.indexrelid"
+        " left join pg_inherits parent_index on parent_index.inhrelid = child_index.oid"
+        " where parent.relnamespace = 'analytics'::regnamespace and parent.relkind = 'p'"
+        " group by 1, 2"
+    )
+    parent_indexes = {
+        row["fact"]: row["n"]
+        for row in built.query(
+            "select c.relname as fact, count(*) as n from pg_index i"
+            " join pg_class c on c.oid = i.indrelid"
+            " where c.relnamespace = 'analytics'::regnamespace and c.relkind = 'p' group by 1"
+        )
+    }
+    assert {row["fact"] for row in attached} == set(FACTS)
+    for row in attached:
+        # no index of its own besides the fact's (time, _loaded_at and the index_by ones)
+        assert row["indexes"] == row["attached"] == parent_indexes[row["fact"]] >= 2, row
+    leftovers = built.query(
+        "select relname from pg_class where relnamespace = 'analytics'::regnamespace"
+        " and relname like '%\\_\\_rebuild%'"
+        " union all select conname from pg_constraint"
+        " where connamespace = 'analytics'::regnamespace and conname like '%\\_bounds'"
+    )
+    assert leftovers == []

@@ -40,11 +40,23 @@
     {{ return(warehouse_dispatch('fact_storage')(this, fact_settings())) }}
 {% endmacro %}
 
+{#- The column lists of a fact's indexes: the seed's (time desc), (<index_by...>, time desc)
+    for each entry, and _loaded_at. -#}
+{% macro fact_index_columns(fact) %}
+    {%- set time = fact.time_column -%}
+    {%- set indexes = [] -%}
+    {%- for columns in [[]] + fact.index_by -%}
+        {%- do indexes.append((columns + [time ~ ' desc']) | join(', ')) -%}
+    {%- endfor -%}
+    {%- do indexes.append('_loaded_at') -%}
+    {{ return(indexes) }}
+{% endmacro %}
+
 {% macro fact_indexes(relation, fact) %}
     {%- set time = fact.time_column -%}
     {%- for columns in [[]] + fact.index_by %}
     create index if not exists {{ relation.identifier }}__{{ (columns + [time]) | join('_') }}
-        on {{ relation }} ({% for c in columns %}{{ c }}, {% endfor %}{{ time }} desc);
+        on {{ relation }} ({{ (columns + [time ~ ' desc']) | join(', ') }});
     {%- endfor %}
     create index if not exists {{ relation.identifier }}___loaded_at
         on {{ relation }} (_loaded_at);
@@ -95,19 +107,21 @@
 
 {#-
     PostgreSQL: the day partitions of `target` that the rows of `rows` need (`rows` is read
-    now, while rendering, so it must exist).
+    now, while rendering, so it must exist). Bounds are UTC midnights, whatever the session's
+    time zone.
 -#}
 {% macro day_partitions(target, rows, time_column) %}
-    {%- set days = run_query(
-        "select distinct to_char(" ~ time_column ~ " at time zone 'UTC', 'YYYYMMDD') from "
-        ~ rows ~ " where " ~ time_column ~ " is not null order by 1"
-    ).columns[0].values() -%}
-    {%- for day in days %}
-    create table if not exists {{ target.incorporate(
-        path={'identifier': target.identifier ~ '_p' ~ day}) }}
+    {%- for day in new_rows_by_day(rows, time_column) %}
+    create table if not exists {{ day_partition(target, day.day) }}
         partition of {{ target }} for values
-        from ('{{ day }} 00:00:00+00') to (timestamptz '{{ day }} 00:00:00+00' + interval '1 day');
+        from ('{{ day.day }} 00:00:00+00') to ('{{ day.next_day }} 00:00:00+00');
     {%- endfor %}
+{% endmacro %}
+
+{#- PostgreSQL: the partition of `target` for a UTC day ('YYYYMMDD' or 'YYYY-MM-DD'). -#}
+{% macro day_partition(target, day) %}
+    {{ return(target.incorporate(
+        path={'identifier': target.identifier ~ '_p' ~ day | replace('-', '')})) }}
 {% endmacro %}
 
 {#- PostgreSQL: is `relation` a partitioned table (not a plain one from before partitioning)? -#}
