@@ -33,23 +33,28 @@
 
 {#-
     The WHERE clause of an aggregate model on its fact: on an incremental build, the rows of
-    every `width` bucket that rows landed since the last build fall in.
+    every `width` bucket that rows landed since the last build fall in. Touched buckets that
+    follow each other (the usual case: the latest hours) are one time range, which the
+    planner estimates well; only gaps between them need the list of buckets.
 -#}
 {% macro aggregate_filter(facts, time_column, width) %}
     {%- if not aggregate_is_incremental() -%}{{ return('') }}{%- endif -%}
     {%- set bucket = time_bucket(width, time_column) | trim -%}
-    {%- set buckets = run_query(
-        "select distinct " ~ bucket ~ " from " ~ facts
-        ~ " where _loaded_at > " ~ new_rows_since(this) ~ " order by 1"
-    ).columns[0].values() -%}
-    {%- if buckets | length == 0 %}
+    {%- set touched = run_query(
+        "with buckets as (select distinct " ~ bucket ~ " as bucket from " ~ facts
+        ~ " where _loaded_at > " ~ new_rows_since(this) ~ ")"
+        ~ " select min(bucket)::text, max(bucket)::text, count(*) = (select count(*)"
+        ~ " from generate_series(min(bucket), max(bucket), interval '" ~ width ~ "')),"
+        ~ " string_agg(quote_literal(bucket::text), ', ' order by bucket) from buckets"
+    ).rows[0] -%}
+    {%- if touched[0] is none %}
     where false
     {%- else %}
-    where {{ time_column }} >= '{{ buckets[0] }}'
-        and {{ time_column }} < timestamptz '{{ buckets[-1] }}' + interval '{{ width }}'
-        and {{ bucket }} in (
-            {%- for b in buckets %}'{{ b }}'{{ ', ' if not loop.last }}{% endfor -%}
-        )
+    where {{ time_column }} >= '{{ touched[0] }}'
+        and {{ time_column }} < timestamptz '{{ touched[1] }}' + interval '{{ width }}'
+        {%- if not touched[2] %}
+        and {{ bucket }} in ({{ touched[3] }})
+        {%- endif %}
     {%- endif %}
 {% endmacro %}
 

@@ -8,9 +8,9 @@ select
     count(*) as requests,
     count(*) filter (where status = 'error') as errors,
     round(count(*) filter (where status = 'error')::numeric / count(*), 6) as error_rate,
-    percentile_cont(0.5) within group (order by latency_ms) as latency_p50_ms,
-    percentile_cont(0.95) within group (order by latency_ms) as latency_p95_ms,
-    percentile_cont(0.99) within group (order by latency_ms) as latency_p99_ms,
+    {{ percentile(0.5, 'latency_ms') }} as latency_p50_ms,
+    {{ percentile(0.95, 'latency_ms') }} as latency_p95_ms,
+    {{ percentile(0.99, 'latency_ms') }} as latency_p99_ms,
     -- numeric: a float sum depends on row order, and a re-run must change nothing
     sum(latency_ms::numeric) as latency_ms_sum,
     sum(input_tokens) as input_tokens,
