@@ -23,7 +23,9 @@ How, in one private PostgreSQL cluster (durability off, tuned for bulk work):
    autovacuum would have done by then); one big hour lands; *timed*: ``dbt build``;
 3. the rest of the history lands and is merged by ``dbt build`` (a catch-up, reported);
    ``VACUUM ANALYZE``; a second big hour lands; *timed*: ``dbt build``;
-4. *timed*: ``dbt build --full-refresh`` over everything.
+4. *timed*: ``dbt build --full-refresh`` over everything (``--no-full-rebuild`` skips it:
+   it holds the old and the new facts at once, which 30 days of 1 M/day may not leave room
+   for; time it on fewer ``--days``).
 
 It prints one table (contender, rows, seconds, rows/s; the rows are the landing rows the
 build had to take in) and, per timed build, its slowest nodes from dbt's
@@ -108,6 +110,11 @@ def main() -> None:
     parser.add_argument(
         "--keep", action="store_true", help="keep the cluster and work dir for inspection"
     )
+    parser.add_argument(
+        "--no-full-rebuild",
+        action="store_true",
+        help="skip the full rebuild (it needs twice the facts on disk: time it on less history)",
+    )
     args = parser.parse_args()
     early = args.early_days if args.early_days is not None else max(1, args.days // 3)
     if early >= args.days:
@@ -119,7 +126,7 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     telemetry = args.days * args.rows_per_day + (2 if early else 1) * args.hour_rows
     # the full rebuild writes the facts anew before it drops the old ones
-    warn_if_short_of_disk(work, telemetry, 2 * telemetry)
+    warn_if_short_of_disk(work, telemetry, telemetry if args.no_full_rebuild else 2 * telemetry)
     pg = start_cluster(work)
     dsn = pg.dsn(DATABASE)
     timed: list[Timed] = []
@@ -172,7 +179,8 @@ def main() -> None:
             moment += (args.days - early) * DAY
         hour = land(moment, moment + HOUR, args.hour_rows, "a new hour")
         build("incremental: one new hour", f"{args.days} d", hour.total)
-        build("full rebuild (--full-refresh)", f"{args.days} d", landed, "--full-refresh")
+        if not args.no_full_rebuild:
+            build("full rebuild (--full-refresh)", f"{args.days} d", landed, "--full-refresh")
         with psycopg.connect(dsn) as conn:
             print_sizes(conn, SIZES)
     finally:
@@ -204,13 +212,18 @@ def report(timed: list[Timed], args: argparse.Namespace, early: int) -> None:
             f"{rate:>11,.0f}  {state}"
         )
     hours = [t for t in timed if t.contender.startswith("incremental")]
-    full = next(t for t in timed if t.contender.startswith("full"))
+    full = next((t for t in timed if t.contender.startswith("full")), None)
     last = hours[-1]
     verdict = "meets" if last.run.seconds <= TARGET_SECONDS else "misses"
+    versus = (
+        "no full rebuild (--no-full-rebuild)"
+        if full is None
+        else f"the full rebuild took {full.run.seconds:.1f} s "
+        f"({full.run.seconds / last.run.seconds:.1f}x the hour)"
+    )
     print(
         f"\none new hour after {days(args.days)}: {last.run.seconds:.1f} s, {verdict} the "
-        f"target of <= {TARGET_SECONDS:.0f} s; the full rebuild took {full.run.seconds:.1f} s "
-        f"({full.run.seconds / last.run.seconds:.1f}x the hour)"
+        f"target of <= {TARGET_SECONDS:.0f} s; {versus}"
     )
     if early and len(hours) == 2:
         first = hours[0]
