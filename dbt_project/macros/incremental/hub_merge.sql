@@ -35,7 +35,8 @@
 
 {#-
     The UTC days the rows of `source` fall in, oldest first, each as a dict: day
-    ('YYYY-MM-DD'), next_day, rows, first and last (the day's min and max of `time_column`).
+    ('YYYY-MM-DD'), start and end (its bounds as timestamptz literals), rows, first and last
+    (the day's min and max of `time_column`).
     Rows without a time cannot be placed in a chunk or a partition: a clear error, not a
     silent drop.
 -#}
@@ -55,7 +56,8 @@
             ) }}
         {%- endif -%}
         {%- do days.append({
-            'day': row[0], 'next_day': row[1], 'rows': row[2] | int,
+            'day': row[0], 'start': row[0] ~ ' 00:00:00+00', 'end': row[1] ~ ' 00:00:00+00',
+            'rows': row[2] | int,
             'first': row[3], 'last': row[4],
         }) -%}
     {%- endfor -%}
@@ -87,7 +89,7 @@
     select {{ columns }} from {{ source }}
     {%- for day in rebuilt %}
     {{ 'where not (' if loop.first else '    or ' -}}
-        {{ time }} >= '{{ day.day }} 00:00:00+00' and {{ time }} < '{{ day.next_day }} 00:00:00+00'
+        {{ time }} >= '{{ day.start }}' and {{ time }} < '{{ day.end }}'
         {{- ')' if loop.last }}
     {%- endfor %};
     {%- endif %}
@@ -104,8 +106,8 @@
 -#}
 {% macro rebuild_day_partition(target, partition, source, fact, columns, day, exists) %}
     {%- set time = fact.time_column -%}
-    {%- set lower = "'" ~ day.day ~ " 00:00:00+00'" -%}
-    {%- set upper = "'" ~ day.next_day ~ " 00:00:00+00'" -%}
+    {%- set lower = "'" ~ day.start ~ "'" -%}
+    {%- set upper = "'" ~ day.end ~ "'" -%}
     {%- set building = partition.incorporate(
         path={'identifier': partition.identifier ~ '__rebuild'}) -%}
     {%- set indexes = fact_index_columns(fact) -%}

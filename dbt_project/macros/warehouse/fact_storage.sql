@@ -53,13 +53,11 @@
 {% endmacro %}
 
 {% macro fact_indexes(relation, fact) %}
-    {%- set time = fact.time_column -%}
-    {%- for columns in [[]] + fact.index_by %}
-    create index if not exists {{ relation.identifier }}__{{ (columns + [time]) | join('_') }}
-        on {{ relation }} ({{ (columns + [time ~ ' desc']) | join(', ') }});
+    {%- for columns in fact_index_columns(fact) %}
+    create index if not exists
+        {{ relation.identifier }}__{{ columns | replace(' desc', '') | replace(', ', '_') }}
+        on {{ relation }} ({{ columns }});
     {%- endfor %}
-    create index if not exists {{ relation.identifier }}___loaded_at
-        on {{ relation }} (_loaded_at);
 {% endmacro %}
 
 {% macro timescaledb__fact_storage(relation, fact) %}
@@ -114,11 +112,11 @@
     {%- for day in new_rows_by_day(rows, time_column) %}
     create table if not exists {{ day_partition(target, day.day) }}
         partition of {{ target }} for values
-        from ('{{ day.day }} 00:00:00+00') to ('{{ day.next_day }} 00:00:00+00');
+        from ('{{ day.start }}') to ('{{ day.end }}');
     {%- endfor %}
 {% endmacro %}
 
-{#- PostgreSQL: the partition of `target` for a UTC day ('YYYYMMDD' or 'YYYY-MM-DD'). -#}
+{#- PostgreSQL: the partition of `target` for a UTC day ('YYYY-MM-DD'). -#}
 {% macro day_partition(target, day) %}
     {{ return(target.incorporate(
         path={'identifier': target.identifier ~ '_p' ~ day | replace('-', '')})) }}
