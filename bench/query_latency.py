@@ -4,6 +4,8 @@
     .venv/bin/python bench/query_latency.py --days 2 --rows-per-day 20000 \\
         --hour-rows 50000                                      # smoke: about a minute
     .venv/bin/python bench/query_latency.py --explain        # plus EXPLAIN ANALYZE lines
+    .venv/bin/python bench/query_latency.py --phase build --work-dir W   # build, keep it
+    .venv/bin/python bench/query_latency.py --phase measure --work-dir W # later, alone
 
 What it measures (issue 3, "Speed"): on ``--days`` of medium-scale data (``--rows-per-day``
 observatory telemetry records a day, plus every other entity at the proportions of
@@ -33,11 +35,17 @@ disk next to the facts built from it; the other, smaller entities stay); the las
 hour (``--hour-rows`` telemetry records) lands and is built like any hourly run; then
 ``VACUUM ANALYZE`` (autovacuum's settled state) and the queries. The dbt project is
 snapshotted at the start, so edits to ``dbt_project/`` during the run do not change it.
+
+The 90-day build takes over an hour. ``--phase build`` stops after it and keeps the cluster
+in ``--work-dir`` (with what it built in ``build.json``); ``--phase measure`` later
+starts that cluster again and only asks the questions, so the timings can be taken with
+nothing else running on the machine.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import shutil
 import statistics
@@ -250,66 +258,111 @@ def main() -> None:
     parser.add_argument(
         "--keep", action="store_true", help="keep the cluster and work dir for inspection"
     )
+    parser.add_argument(
+        "--phase",
+        choices=("all", "build", "measure"),
+        default="all",
+        help="build: build the history and keep it in --work-dir; measure: only ask the "
+        "questions of a kept build (default all)",
+    )
     args = parser.parse_args()
     if args.days < 1 or args.chunk_days < 1:
         parser.error("--days and --chunk-days must be at least 1")
+    if args.phase != "all" and args.work_dir is None:
+        parser.error(f"--phase {args.phase} needs --work-dir")
     hour_rows = args.hour_rows if args.hour_rows is not None else args.rows_per_day // 24
 
     work = Path(args.work_dir or tempfile.mkdtemp(prefix="hub-bench-queries-"))
     work.mkdir(parents=True, exist_ok=True)
-    telemetry = args.days * args.rows_per_day + hour_rows
-    in_landing = telemetry if args.keep_landing else args.chunk_days * args.rows_per_day
-    warn_if_short_of_disk(work, in_landing, telemetry)
+    built_file = work / "build.json"
+    if args.phase == "measure":
+        if not built_file.exists():
+            parser.error(f"{work} holds no finished build ({built_file.name} is missing)")
+        built = json.loads(built_file.read_text())
+        args.days, args.rows_per_day, args.others_scale = (
+            built["days"],
+            built["rows_per_day"],
+            built["others_scale"],
+        )
+    else:
+        telemetry = args.days * args.rows_per_day + hour_rows
+        in_landing = telemetry if args.keep_landing else args.chunk_days * args.rows_per_day
+        warn_if_short_of_disk(work, in_landing, telemetry)
+    keep = args.keep or args.phase == "build"
     pg = start_cluster(work)
     dsn = pg.dsn(DATABASE)
+    measured: list[Measured] = []
     try:
-        dbt = Dbt(pg, work, args.dbt_project)
-        end = floor_hour(datetime.now(UTC)) - HOUR
-        start = end - args.days * DAY
-        moment = start
-        while moment < end - HOUR:
-            chunk_end = min(moment + args.chunk_days * DAY, end - HOUR)
-            span = load_span(
-                dsn,
-                moment,
-                chunk_end,
-                args.rows_per_day // 24,
-                others_scale=args.others_scale,
-                workers=args.workers,
-                first=moment == start,
+        if args.phase == "measure":
+            end = datetime.fromisoformat(built["end"])
+            print(f"measuring the build kept in {work} (data ends {end:%Y-%m-%d %H:%M} UTC)")
+        else:
+            end = build(
+                dbt=Dbt(pg, work, args.dbt_project), dsn=dsn, hour_rows=hour_rows, args=args
             )
-            run = dbt.run("build")
-            print(
-                f"{moment:%Y-%m-%d %H:%M} .. {chunk_end:%Y-%m-%d %H:%M}: {span.total:,} rows "
-                f"landed in {span.seconds:.0f} s, built in {run.seconds:.0f} s",
-                flush=True,
+            built_file.write_text(
+                json.dumps(
+                    {
+                        "end": end.isoformat(),
+                        "days": args.days,
+                        "rows_per_day": args.rows_per_day,
+                        "others_scale": args.others_scale,
+                    }
+                )
             )
-            if not args.keep_landing:
-                truncate_landing(dsn, [landing_table(*TELEMETRY)])
-            moment = chunk_end
-        span = load_span(
-            dsn, end - HOUR, end, hour_rows, others_scale=args.others_scale, workers=args.workers
-        )
-        run = dbt.run("build")
-        print(
-            f"last hour: {span.total:,} rows landed in {span.seconds:.0f} s, "
-            f"built incrementally in {run.seconds:.1f} s",
-            flush=True,
-        )
-        print(f"vacuum analyze: {vacuum_analyze(dsn):.0f} s", flush=True)
-        with psycopg.connect(dsn, autocommit=True) as conn:
-            print_sizes(conn, [q.source for q in QUESTIONS])
-            measured = [
-                measure(conn, q, end, args.runs, args.warmup, args.explain) for q in QUESTIONS
-            ]
+        if args.phase != "build":
+            with psycopg.connect(dsn, autocommit=True) as conn:
+                print_sizes(conn, [q.source for q in QUESTIONS])
+                measured = [
+                    measure(conn, q, end, args.runs, args.warmup, args.explain) for q in QUESTIONS
+                ]
     finally:
-        if args.keep:
+        if keep:
             print(keep_message(pg, work))
         else:
             pg.stop()
             if args.work_dir is None:
                 shutil.rmtree(work, ignore_errors=True)
-    report(measured, args)
+    if measured:
+        report(measured, args)
+
+
+def build(dbt: Dbt, dsn: str, hour_rows: int, args: argparse.Namespace) -> datetime:
+    """Land and build ``args.days`` of history and then one hour; return the data's end."""
+    end = floor_hour(datetime.now(UTC)) - HOUR
+    start = end - args.days * DAY
+    moment = start
+    while moment < end - HOUR:
+        chunk_end = min(moment + args.chunk_days * DAY, end - HOUR)
+        span = load_span(
+            dsn,
+            moment,
+            chunk_end,
+            args.rows_per_day // 24,
+            others_scale=args.others_scale,
+            workers=args.workers,
+            first=moment == start,
+        )
+        run = dbt.run("build")
+        print(
+            f"{moment:%Y-%m-%d %H:%M} .. {chunk_end:%Y-%m-%d %H:%M}: {span.total:,} rows "
+            f"landed in {span.seconds:.0f} s, built in {run.seconds:.0f} s",
+            flush=True,
+        )
+        if not args.keep_landing:
+            truncate_landing(dsn, [landing_table(*TELEMETRY)])
+        moment = chunk_end
+    span = load_span(
+        dsn, end - HOUR, end, hour_rows, others_scale=args.others_scale, workers=args.workers
+    )
+    run = dbt.run("build")
+    print(
+        f"last hour: {span.total:,} rows landed in {span.seconds:.0f} s, "
+        f"built incrementally in {run.seconds:.1f} s",
+        flush=True,
+    )
+    print(f"vacuum analyze: {vacuum_analyze(dsn):.0f} s", flush=True)
+    return end
 
 
 def measure(
