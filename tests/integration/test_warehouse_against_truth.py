@@ -109,16 +109,20 @@ class Warehouse:
                         warehouse.load_windows(conn, self.lake, module, window)
 
     def dbt_build(self, *extra: str) -> None:
+        result = self.dbt("build", *extra)
+        assert result.returncode == 0, result.stdout[-6000:]
+
+    def dbt(self, command: str, *extra: str) -> subprocess.CompletedProcess[str]:
         env = os.environ | {
             "HUB_WAREHOUSE_HOST": self.pg.host,
             "HUB_WAREHOUSE_PORT": str(self.pg.port),
             "HUB_WAREHOUSE_USER": self.pg.user,
             "HUB_WAREHOUSE_DB": self.database,
         }
-        result = subprocess.run(
+        return subprocess.run(
             [
                 str(DBT),
-                "build",
+                command,
                 "--project-dir",
                 str(PROJECT / "dbt_project"),
                 "--profiles-dir",
@@ -134,7 +138,6 @@ class Warehouse:
             text=True,
             check=False,
         )
-        assert result.returncode == 0, result.stdout[-6000:]
 
     def query(self, sql: str) -> list[dict[str, Any]]:
         with psycopg.connect(self.dsn) as conn, conn.cursor(row_factory=dict_row) as cursor:
@@ -496,3 +499,58 @@ def test_every_fact_partition_has_the_facts_indexes_and_nothing_is_left_over(
         " where connamespace = 'analytics'::regnamespace and conname like '%\\_bounds'"
     )
     assert leftovers == []
+
+
+def test_key_tests_check_the_newest_loads_and_catch_a_duplicate_among_them(
+    built: Warehouse,
+) -> None:
+    """`where: tested_rows`: the rows loaded within test_window (1 hour) before the newest load.
+
+    A second copy of the newest violation, loaded two hours before it, is outside what the
+    key test checks; loaded after it, it is inside and fails the test.
+    """
+    fact = "analytics.fct_violations"
+    newest = built.query(
+        f"select event_id, _loaded_at from {fact} order by _loaded_at desc limit 1"
+    )[0]
+    columns = [
+        row["column_name"]
+        for row in built.query(
+            "select column_name from information_schema.columns where table_schema = 'analytics'"
+            " and table_name = 'fct_violations' order by ordinal_position"
+        )
+    ]
+    copy = (
+        f"insert into {fact} ({', '.join(columns)})"
+        f" select {', '.join('%(loaded_at)s' if c == '_loaded_at' else c for c in columns)}"
+        f" from {fact} where event_id = %(event_id)s"
+    )
+    remove = f"delete from {fact} where event_id = %(event_id)s and _loaded_at = %(loaded_at)s"
+
+    def unique_test(*extra: str) -> subprocess.CompletedProcess[str]:
+        return built.dbt("test", "--select", "unique_fct_violations_event_id", *extra)
+
+    earlier = {
+        "event_id": newest["event_id"],
+        "loaded_at": newest["_loaded_at"] - timedelta(hours=2),
+    }
+    later = {
+        "event_id": newest["event_id"],
+        "loaded_at": newest["_loaded_at"] + timedelta(seconds=1),
+    }
+    with psycopg.connect(built.dsn, autocommit=True) as conn:
+        try:
+            conn.execute(copy, earlier)  # type: ignore[arg-type]
+            assert unique_test().returncode == 0
+            everything = unique_test("--vars", "{test_window: 100 years}")
+            assert everything.returncode == 1, everything.stdout[-3000:]
+            assert "Got 1 result" in everything.stdout
+            conn.execute(remove, earlier)  # type: ignore[arg-type]
+            conn.execute(copy, later)  # type: ignore[arg-type]
+            newest_hour = unique_test()
+            assert newest_hour.returncode == 1, newest_hour.stdout[-3000:]
+            assert "Got 1 result" in newest_hour.stdout
+        finally:
+            conn.execute(remove, earlier)  # type: ignore[arg-type]
+            conn.execute(remove, later)  # type: ignore[arg-type]
+    assert built.one(f"select count(*) - count(distinct event_id) from {fact}") == 0

@@ -1,0 +1,53 @@
+{#-
+    The rows a key test checks, named as the test's `where`:
+
+        data_tests:
+          - unique: {config: {where: tested_rows}}
+
+    those of the tested model loaded within var('test_window') before its newest load. An
+    hourly build thus tests the hour it brought, in time proportional to that hour: not to
+    history, and not to a day of loads (which for a large deployment is 24 times the hour).
+    `dbt test --vars '{test_window: 100 years}'` checks everything.
+
+    A name, not Jinja: dbt renders a test's config when it parses the project, before
+    anything can be read from the warehouse, and without the project's macros. So
+    `get_where_subquery` (dbt's own, below, but for this name) writes the filter when the
+    test runs: the newest load is read first and written as a literal, not as a subquery,
+    so that the planner estimates the filter from its statistics and takes the `_loaded_at`
+    indexes (as `new_rows_since` does for incremental models).
+-#}
+{% macro tested_rows(relation) %}
+    {%- set newest = run_query(
+        "select coalesce(max(_loaded_at), '-infinity')::text from "
+        ~ loads_of(model.attached_node, relation)
+    ).columns[0].values()[0] -%}
+    {{ return("_loaded_at > timestamptz '" ~ newest ~ "' - interval '" ~ var('test_window') ~ "'") }}
+{% endmacro %}
+
+{#- The relation whose `_loaded_at` a tested model's rows carry: the model itself, or for an
+    ephemeral model (a CTE of the test's query, not readable on its own) its nearest
+    parent that is built in the warehouse. -#}
+{% macro loads_of(unique_id, relation) %}
+    {%- set found = namespace(node=graph.nodes.get(unique_id)) -%}
+    {%- for _ in range(10) if found.node is not none
+                             and found.node.config.materialized == 'ephemeral' -%}
+        {%- set parents = found.node.depends_on.nodes | select('in', graph.nodes) | list -%}
+        {%- set found.node = graph.nodes[parents[0]] if parents else none -%}
+    {%- endfor -%}
+    {%- if found.node is none or found.node.unique_id == unique_id -%}
+        {{ return(relation) }}
+    {%- endif -%}
+    {{ return(api.Relation.create(database=found.node.database, schema=found.node.schema,
+                                  identifier=found.node.alias)) }}
+{% endmacro %}
+
+{% macro get_where_subquery(relation) -%}
+    {%- set where = config.get('where', '') -%}
+    {%- if where == 'tested_rows' and execute -%}
+        {%- set where = tested_rows(relation) -%}
+    {%- endif -%}
+    {%- if where -%}
+        {{ return('(select * from ' ~ relation ~ ' where ' ~ where ~ ') dbt_subquery') }}
+    {%- endif -%}
+    {{ return(relation) }}
+{%- endmacro %}
