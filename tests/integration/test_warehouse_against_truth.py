@@ -554,3 +554,41 @@ def test_key_tests_check_the_newest_loads_and_catch_a_duplicate_among_them(
             conn.execute(remove, earlier)  # type: ignore[arg-type]
             conn.execute(remove, later)  # type: ignore[arg-type]
     assert built.one(f"select count(*) - count(distinct event_id) from {fact}") == 0
+
+
+def test_rollup_key_tests_check_the_newest_buckets_and_catch_a_duplicate_there(
+    built: Warehouse,
+) -> None:
+    """`where: tested_buckets`: the buckets within test_window (1 hour) of the newest one."""
+    rollup = "analytics.agg_violations_hourly"
+    test = "unique_combination_agg_violations_hourly_bucket__policy_id__violation_type__violation_severity"
+    buckets = [
+        row["bucket"]
+        for row in built.query(f"select distinct bucket from {rollup} order by 1 desc")
+    ]
+    assert len(buckets) >= 3 and buckets[0] - buckets[2] >= timedelta(hours=2), buckets
+    copy = f"insert into {rollup} select * from {rollup} where bucket = %(bucket)s limit 1"
+    remove = (
+        f"delete from {rollup} where ctid in (select max(ctid) from {rollup}"
+        " where bucket = %(bucket)s group by policy_id, violation_type, violation_severity"
+        " having count(*) > 1)"
+    )
+    with psycopg.connect(built.dsn, autocommit=True) as conn:
+        try:
+            conn.execute(copy, {"bucket": buckets[2]})  # type: ignore[arg-type]
+            assert built.dbt("test", "--select", test).returncode == 0
+            everything = built.dbt("test", "--select", test, "--vars", "{test_window: 100 years}")
+            assert everything.returncode == 1 and "Got 1 result" in everything.stdout
+            conn.execute(copy, {"bucket": buckets[0]})  # type: ignore[arg-type]
+            newest = built.dbt("test", "--select", test)
+            assert newest.returncode == 1 and "Got 1 result" in newest.stdout, newest.stdout[-3000:]
+        finally:
+            for bucket in buckets[:3]:
+                conn.execute(remove, {"bucket": bucket})  # type: ignore[arg-type]
+    assert (
+        built.one(
+            f"select count(*) from (select 1 from {rollup} group by bucket, policy_id,"
+            " violation_type, violation_severity having count(*) > 1) as duplicates"
+        )
+        == 0
+    )

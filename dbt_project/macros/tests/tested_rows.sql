@@ -9,6 +9,8 @@
     history, and not to a day of loads (which for a large deployment is 24 times the hour).
     `dbt test --vars '{test_window: 100 years}'` checks everything.
 
+    (`tested_buckets`, below, is the same for the rollups.)
+
     A name, not Jinja: dbt renders a test's config when it parses the project, before
     anything can be read from the warehouse, and without the project's macros. So
     `get_where_subquery` (dbt's own, below, but for this name) writes the filter when the
@@ -41,10 +43,27 @@
                                   identifier=found.node.alias)) }}
 {% endmacro %}
 
+{#-
+    `where: tested_buckets`, for the rollups' key tests: the buckets from var('test_window')
+    before the newest one (an hourly rollup's last two hours, a daily one's last day), which
+    an hourly build rewrites; not all of history, which the rollups keep for a year. (Not
+    for `not_null` on bucket: a filter on bucket would make it vacuous, and the bucket index
+    answers it at once.)
+-#}
+{% macro tested_buckets(relation) %}
+    {%- set newest = run_query(
+        "select coalesce(max(bucket), '-infinity')::text from " ~ relation
+    ).columns[0].values()[0] -%}
+    {{ return("bucket >= timestamptz '" ~ newest ~ "' - interval '" ~ var('test_window') ~ "'") }}
+{% endmacro %}
+
+{#- dbt's own, but for the two names above. -#}
 {% macro get_where_subquery(relation) -%}
     {%- set where = config.get('where', '') -%}
     {%- if where == 'tested_rows' and execute -%}
         {%- set where = tested_rows(relation) -%}
+    {%- elif where == 'tested_buckets' and execute -%}
+        {%- set where = tested_buckets(relation) -%}
     {%- endif -%}
     {%- if where -%}
         {{ return('(select * from ' ~ relation ~ ' where ' ~ where ~ ') dbt_subquery') }}
