@@ -12,7 +12,9 @@
 -- Observatory telemetry is at-most-once: taken as delivered.
 with
 
-requests as (
+-- not materialized: asset_as_of reads it twice, and a plain read of the new rows is
+-- cheaper twice than written out once (4 M rows of a large hour spill to disk)
+requests as not materialized (
 
     select * from {{ ref('stg_observatory__requests') }}
     {{ new_rows() }}
