@@ -183,11 +183,25 @@ def _ensure_table(cursor: Any, module: str, entity: Entity) -> str:
             sql.Identifier(WINDOW_END),
         )
     )
-    # dbt's incremental builds read the rows landed since their last build. Rows of a load
-    # sit together in the heap, so a BRIN index finds them for a few pages of index.
+    # dbt's incremental builds read the rows landed since their last build, and its key tests
+    # the newest load's (max(_loaded_at), which only a B-tree answers without a scan). The
+    # rows of a load share one _loaded_at, appended at the index's right edge: cheap to keep.
+    # A BRIN index of the same name (the hub's before) is replaced once.
+    index = sql.Identifier(f"{name}__loaded_at")
     cursor.execute(
-        sql.SQL("create index if not exists {} on {} using brin ({})").format(
-            sql.Identifier(f"{name}__loaded_at"), table, sql.Identifier(LOADED_AT)
+        "select am.amname from pg_index i join pg_class c on c.oid = i.indexrelid"
+        " join pg_am am on am.oid = c.relam"
+        " where c.relname = %s and c.relnamespace = %s::regnamespace",
+        (f"{name}__loaded_at", LANDING_SCHEMA),
+    )
+    found = cursor.fetchone()
+    if found is not None and found[0] != "btree":
+        cursor.execute(
+            sql.SQL("drop index {}").format(sql.Identifier(LANDING_SCHEMA, f"{name}__loaded_at"))
+        )
+    cursor.execute(
+        sql.SQL("create index if not exists {} on {} ({})").format(
+            index, table, sql.Identifier(LOADED_AT)
         )
     )
     return f"{LANDING_SCHEMA}.{name}"

@@ -210,6 +210,28 @@ def test_every_entity_of_every_module_gets_its_table_and_window_index(
     assert landing_columns(COSTS)["cost_usd"] == "numeric(38,6)"
 
 
+def test_the_newest_load_is_found_by_index_and_an_old_brin_index_is_replaced(
+    conn: psycopg.Connection[Any],
+) -> None:
+    """max(_loaded_at), which the key tests read, takes the B-tree: no scan of the table."""
+    table = landing_table("observatory", "metrics")
+    conn.execute("drop index landing.observatory__metrics__loaded_at")
+    conn.execute(f"create index observatory__metrics__loaded_at on {table} using brin (_loaded_at)")
+    conn.commit()
+    ensure_landing_tables(conn)
+    methods = conn.execute(
+        "select am.amname from pg_index i join pg_class c on c.oid = i.indexrelid"
+        " join pg_am am on am.oid = c.relam where i.indrelid = %s::regclass"
+        " and pg_get_indexdef(i.indexrelid) like '%%(_loaded_at)'",
+        (table,),
+    ).fetchall()
+    assert methods == [("btree",)]
+    plan = "\n".join(
+        row[0] for row in conn.execute(f"explain select max(_loaded_at) from {table}").fetchall()
+    )
+    assert "Index Only Scan Backward" in plan and "Seq Scan" not in plan, plan
+
+
 def test_a_column_added_to_the_source_table_is_added_to_the_landing_table(
     conn: psycopg.Connection[Any],
 ) -> None:
