@@ -204,6 +204,18 @@ def _ensure_table(cursor: Any, module: str, entity: Entity) -> str:
             index, table, sql.Identifier(LOADED_AT)
         )
     )
+    # The key tests of staging check that no landed row lacks its key. A partial index of
+    # just the rows without one stays empty and costs the load nothing but the check, and
+    # answers those tests at once instead of by reading every new row (millions an hour).
+    for column in entity.key:
+        cursor.execute(
+            sql.SQL("create index if not exists {} on {} ({}) where {} is null").format(
+                sql.Identifier(f"{name}__{column}_missing"),
+                table,
+                sql.Identifier(column),
+                sql.Identifier(column),
+            )
+        )
     return f"{LANDING_SCHEMA}.{name}"
 
 

@@ -232,6 +232,35 @@ def test_the_newest_load_is_found_by_index_and_an_old_brin_index_is_replaced(
     assert "Index Only Scan Backward" in plan and "Seq Scan" not in plan, plan
 
 
+def test_the_key_tests_of_staging_read_the_index_of_rows_without_a_key(
+    conn: psycopg.Connection[Any],
+) -> None:
+    """A not_null test on a key reads the (empty) partial index, not the landed rows."""
+    for module in MODULES.values():
+        for entity in module.entities:
+            table = landing_table(module.name, entity.name)
+            partial = conn.execute(
+                "select indexdef from pg_indexes where schemaname || '.' || tablename = %s"
+                " and indexdef like '%%WHERE%%IS NULL%%'",
+                (table,),
+            ).fetchall()
+            assert len(partial) == len(entity.key), (table, partial)
+    table = landing_table("observatory", "metrics")
+    conn.execute(
+        f"insert into {table} (event_id, event_time, _window_start, _window_end)"
+        " select gen_random_uuid()::text, now(), now(), now() from generate_series(1, 20000)"
+    )
+    conn.execute(f"analyze {table}")
+    plan = "\n".join(
+        row[0]
+        for row in conn.execute(
+            f"explain select event_id from {table}"
+            " where _loaded_at > now() - interval '1 hour' and event_id is null"
+        ).fetchall()
+    )
+    assert "observatory__metrics__event_id_missing" in plan, plan
+
+
 def test_a_column_added_to_the_source_table_is_added_to_the_landing_table(
     conn: psycopg.Connection[Any],
 ) -> None:
