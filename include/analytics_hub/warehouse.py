@@ -143,12 +143,12 @@ def ensure_landing_tables(
         )
         for module in modules if modules is not None else MODULES.values():
             for entity in module.entities:
-                tables.append(_ensure_table(cursor, module.name, entity))
+                tables.append(_ensure_table(cursor, module, entity))
     return tables
 
 
-def _ensure_table(cursor: Any, module: str, entity: Entity) -> str:
-    name = _table_name(module, entity.name)
+def _ensure_table(cursor: Any, module: Module, entity: Entity) -> str:
+    name = _table_name(module.name, entity.name)
     table = sql.Identifier(LANDING_SCHEMA, name)
     columns = landing_columns(entity) | {LOADED_AT: LOADED_AT_TYPE}
     definitions = sql.SQL(", ").join(
@@ -204,6 +204,17 @@ def _ensure_table(cursor: Any, module: str, entity: Entity) -> str:
             index, table, sql.Identifier(LOADED_AT)
         )
     )
+    # A module that may deliver a record more than once is deduplicated in the warehouse by
+    # key: each build ranks every landed delivery of the keys it brought, found by this index
+    # (not by reading all of history). At-most-once telemetry, taken as delivered, has none.
+    if module.delivery != "at-most-once":
+        cursor.execute(
+            sql.SQL("create index if not exists {} on {} ({})").format(
+                sql.Identifier(f"{name}__key"),
+                table,
+                sql.SQL(", ").join(sql.Identifier(column) for column in entity.key),
+            )
+        )
     # The key tests of staging check that no landed row lacks its key. A partial index of
     # just the rows without one stays empty and costs the load nothing but the check, and
     # answers those tests at once instead of by reading every new row (millions an hour).

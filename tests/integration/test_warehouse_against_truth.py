@@ -592,3 +592,23 @@ def test_rollup_key_tests_check_the_newest_buckets_and_catch_a_duplicate_there(
         )
         == 0
     )
+
+
+def test_an_incremental_build_ranks_only_the_deliveries_of_the_keys_it_brought(
+    built: Warehouse,
+) -> None:
+    """The deduplication of a new batch reads its keys' deliveries by index, not history."""
+    compiled = next((built.root / "target" / "compiled").rglob("fct_evaluations.sql"))
+    sql = compiled.read_text()
+    assert "= any(array(select event_id" in sql  # compiled incrementally: the second build
+    plan = "\n".join(row["QUERY PLAN"] for row in built.query(f"explain {sql}"))
+    # the keys filter sits below the window function, not in a join above it
+    below_window = plan[plan.index("WindowAgg") :]
+    assert "event_id = ANY ($0)" in below_window and "Semi Join" not in plan, plan
+    # and the landing table's key index can serve it (this small table is read whole)
+    with psycopg.connect(built.dsn) as conn:
+        conn.execute("set enable_seqscan = off")
+        indexed = "\n".join(row[0] for row in conn.execute(f"explain {sql}").fetchall())  # type: ignore[arg-type]
+    assert "Index Scan on policy__evaluations__key" in indexed or (
+        "Index Scan using policy__evaluations__key" in indexed
+    ), indexed

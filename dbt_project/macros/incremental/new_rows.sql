@@ -32,12 +32,17 @@
 {#-
     Filter for incremental models that deduplicate: every row of the keys that have new
     rows in `landed` (first deliveries and versions landed earlier included), so the
-    deduplication is decided over all deliveries of a key, not just the new ones. Filtering
-    on the deduplication's partition key lets PostgreSQL push it below the window function:
-    only the touched keys are ranked, not the whole history.
+    deduplication is decided over all deliveries of a key, not just the new ones.
+
+    Written as `= any(array(...))`, not `in (select ...)`: PostgreSQL turns an IN subquery
+    into a join above the deduplication's window function, which then ranks every row ever
+    landed; the array is computed once before the query runs (an InitPlan), so the filter
+    is a plain condition on the window's partition key, which PostgreSQL pushes below the
+    window: only the touched keys' deliveries are read (by the landing table's key index)
+    and ranked.
 -#}
 {% macro keys_with_new_rows(key, landed) %}
     {% if is_incremental() %}
-        where {{ key }} in (select {{ key }} from {{ landed }} {{ new_rows() }})
+        where {{ key }} = any(array(select {{ key }} from {{ landed }} {{ new_rows() }}))
     {% endif %}
 {% endmacro %}
