@@ -26,21 +26,27 @@
     {{ return("_loaded_at > timestamptz '" ~ newest ~ "' - interval '" ~ var('test_window') ~ "'") }}
 {% endmacro %}
 
-{#- The relation whose `_loaded_at` a tested model's rows carry: the model itself, or for an
-    ephemeral model (a CTE of the test's query, not readable on its own) its nearest
-    parent that is built in the warehouse. -#}
+{#- The relation whose `_loaded_at` a tested model's rows carry and which finds its newest by
+    index: the model itself if it is a table; else (an ephemeral model is a CTE of the test's
+    query, and PostgreSQL reads a staging view whole for its max) its nearest ancestor that
+    is a table, a source included. -#}
 {% macro loads_of(unique_id, relation) %}
     {%- set found = namespace(node=graph.nodes.get(unique_id)) -%}
     {%- for _ in range(10) if found.node is not none
-                             and found.node.config.materialized == 'ephemeral' -%}
-        {%- set parents = found.node.depends_on.nodes | select('in', graph.nodes) | list -%}
-        {%- set found.node = graph.nodes[parents[0]] if parents else none -%}
+                             and found.node.resource_type == 'model'
+                             and found.node.config.materialized in ('ephemeral', 'view') -%}
+        {%- set parents = found.node.depends_on.nodes
+            | select('in', graph.nodes.keys() | list + graph.sources.keys() | list) | list -%}
+        {%- set found.node = (graph.nodes.get(parents[0]) or graph.sources.get(parents[0]))
+                             if parents else none -%}
     {%- endfor -%}
     {%- if found.node is none or found.node.unique_id == unique_id -%}
         {{ return(relation) }}
     {%- endif -%}
-    {{ return(api.Relation.create(database=found.node.database, schema=found.node.schema,
-                                  identifier=found.node.alias)) }}
+    {{ return(api.Relation.create(
+        database=found.node.database, schema=found.node.schema,
+        identifier=found.node.identifier if found.node.resource_type == 'source'
+                   else found.node.alias)) }}
 {% endmacro %}
 
 {#-
