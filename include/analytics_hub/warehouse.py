@@ -175,19 +175,11 @@ def _ensure_table(cursor: Any, module: Module, entity: Entity) -> str:
                 ),
             )
         )
-    cursor.execute(
-        sql.SQL("create index if not exists {} on {} ({}, {})").format(
-            sql.Identifier(f"{name}__window"),
-            table,
-            sql.Identifier(WINDOW_START),
-            sql.Identifier(WINDOW_END),
-        )
-    )
+    _ensure_index(cursor, table, f"{name}__window", (WINDOW_START, WINDOW_END))
     # dbt's incremental builds read the rows landed since their last build, and its key tests
     # the newest load's (max(_loaded_at), which only a B-tree answers without a scan). The
     # rows of a load share one _loaded_at, appended at the index's right edge: cheap to keep.
     # A BRIN index of the same name (the hub's before) is replaced once.
-    index = sql.Identifier(f"{name}__loaded_at")
     cursor.execute(
         "select am.amname from pg_index i join pg_class c on c.oid = i.indexrelid"
         " join pg_am am on am.oid = c.relam"
@@ -199,35 +191,40 @@ def _ensure_table(cursor: Any, module: Module, entity: Entity) -> str:
         cursor.execute(
             sql.SQL("drop index {}").format(sql.Identifier(LANDING_SCHEMA, f"{name}__loaded_at"))
         )
-    cursor.execute(
-        sql.SQL("create index if not exists {} on {} ({})").format(
-            index, table, sql.Identifier(LOADED_AT)
-        )
-    )
+    _ensure_index(cursor, table, f"{name}__loaded_at", (LOADED_AT,))
     # A module that may deliver a record more than once is deduplicated in the warehouse by
     # key: each build ranks every landed delivery of the keys it brought, found by this index
     # (not by reading all of history). At-most-once telemetry, taken as delivered, has none.
     if module.delivery != "at-most-once":
-        cursor.execute(
-            sql.SQL("create index if not exists {} on {} ({})").format(
-                sql.Identifier(f"{name}__key"),
-                table,
-                sql.SQL(", ").join(sql.Identifier(column) for column in entity.key),
-            )
-        )
+        _ensure_index(cursor, table, f"{name}__key", entity.key)
     # The key tests of staging check that no landed row lacks its key. A partial index of
     # just the rows without one stays empty and costs the load nothing but the check, and
     # answers those tests at once instead of by reading every new row (millions an hour).
     for column in entity.key:
-        cursor.execute(
-            sql.SQL("create index if not exists {} on {} ({}) where {} is null").format(
-                sql.Identifier(f"{name}__{column}_missing"),
-                table,
-                sql.Identifier(column),
-                sql.Identifier(column),
-            )
-        )
+        _ensure_index(cursor, table, f"{name}__{column}_missing", (column,), missing=column)
     return f"{LANDING_SCHEMA}.{name}"
+
+
+def _ensure_index(
+    cursor: Any,
+    table: sql.Identifier,
+    name: str,
+    columns: Sequence[str],
+    *,
+    missing: str | None = None,
+) -> None:
+    """A B-tree index on ``columns`` unless one of that name exists; ``missing``: only of the
+    rows where that column is null (a partial index)."""
+    cursor.execute(
+        sql.SQL("create index if not exists {} on {} ({}){}").format(
+            sql.Identifier(name),
+            table,
+            sql.SQL(", ").join(sql.Identifier(column) for column in columns),
+            sql.SQL(" where {} is null").format(sql.Identifier(missing))
+            if missing is not None
+            else sql.SQL(""),
+        )
+    )
 
 
 def _table_name(module: str, entity: str) -> str:

@@ -84,7 +84,12 @@
         {%- set temp = make_temp_relation(target) -%}
         {%- set columns = adapter.get_columns_in_relation(target)
             | map(attribute='quoted') | join(', ') -%}
+        {#- A rollup reads every row of its touched buckets. The planner may take the fact's
+            time index for that, row by row in index order, when its heap is in time order:
+            twice the time of reading the partition (measured: 4.1 M rows of a 6 M-row day,
+            19.7 s against 9.5 s). Bitmap and sequential scans stay, for small ranges too. -#}
         {% call statement('main') -%}
+            set local enable_indexscan = off;
             {{ get_create_table_as_sql(True, temp, sql) }};
             delete from {{ target }} where bucket in (select bucket from {{ temp }});
             insert into {{ target }} ({{ columns }}) select {{ columns }} from {{ temp }};
