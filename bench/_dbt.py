@@ -70,6 +70,19 @@ def warn_if_short_of_disk(work: Path, landing_records: int, fact_records: int) -
         print("  ! that may not fit: fewer --days or --rows-per-day, or another --work-dir")
 
 
+def release(pg: PrivatePostgres, work: Path, *, keep: bool, own_work_dir: bool) -> None:
+    """End a run: keep the cluster (and say how to reach it), or stop it and delete its data,
+    in a given ``--work-dir`` too (a 30-day cluster is about 50 GB); a work dir the run
+    made itself goes whole."""
+    if keep:
+        print(keep_message(pg, work))
+        return
+    pg.stop()
+    shutil.rmtree(pg.data_dir, ignore_errors=True)
+    if own_work_dir:
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def keep_message(pg: PrivatePostgres, work: Path) -> str:
     return (
         f"cluster kept: psql {pg.dsn(DATABASE)}  (work dir {work})\n"

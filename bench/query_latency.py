@@ -39,7 +39,8 @@ snapshotted at the start, so edits to ``dbt_project/`` during the run do not cha
 The 90-day build takes over an hour. ``--phase build`` stops after it and keeps the cluster
 in ``--work-dir`` (with what it built in ``build.json``); ``--phase measure`` later
 starts that cluster again and only asks the questions, so the timings can be taken with
-nothing else running on the machine.
+nothing else running on the machine; it leaves the cluster running for another measure.
+Without ``--keep`` (or a phase), a run deletes its cluster's data, in ``--work-dir`` too.
 """
 
 from __future__ import annotations
@@ -47,7 +48,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import shutil
 import statistics
 import tempfile
 import time
@@ -62,9 +62,9 @@ from psycopg import sql
 from _dbt import (
     DATABASE,
     Dbt,
-    keep_message,
     print_sizes,
     relation,
+    release,
     start_cluster,
     warn_if_short_of_disk,
 )
@@ -288,7 +288,7 @@ def main() -> None:
         telemetry = args.days * args.rows_per_day + hour_rows
         in_landing = telemetry if args.keep_landing else args.chunk_days * args.rows_per_day
         warn_if_short_of_disk(work, in_landing, telemetry)
-    keep = args.keep or args.phase == "build"
+    keep = args.keep or args.phase != "all"  # measure may be run again on the build
     pg = start_cluster(work)
     dsn = pg.dsn(DATABASE)
     measured: list[Measured] = []
@@ -317,12 +317,7 @@ def main() -> None:
                     measure(conn, q, end, args.runs, args.warmup, args.explain) for q in QUESTIONS
                 ]
     finally:
-        if keep:
-            print(keep_message(pg, work))
-        else:
-            pg.stop()
-            if args.work_dir is None:
-                shutil.rmtree(work, ignore_errors=True)
+        release(pg, work, keep=keep, own_work_dir=args.work_dir is None)
     if measured:
         report(measured, args)
 

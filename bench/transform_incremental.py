@@ -36,7 +36,6 @@ edits to ``dbt_project/`` during the run do not change it.
 from __future__ import annotations
 
 import argparse
-import shutil
 import tempfile
 import time
 from dataclasses import dataclass
@@ -49,9 +48,9 @@ from _dbt import (
     DATABASE,
     Dbt,
     DbtRun,
-    keep_message,
     print_sizes,
     print_slowest,
+    release,
     start_cluster,
     warn_if_short_of_disk,
 )
@@ -108,7 +107,10 @@ def main() -> None:
     parser.add_argument("--dbt-project", type=Path, default=None, help="default: dbt_project/")
     parser.add_argument("--work-dir", type=Path, default=None, help="default: a new temp dir")
     parser.add_argument(
-        "--keep", action="store_true", help="keep the cluster and work dir for inspection"
+        "--keep",
+        action="store_true",
+        help="keep the cluster and work dir for inspection (otherwise its data is deleted, "
+        "in --work-dir too)",
     )
     parser.add_argument(
         "--no-full-rebuild",
@@ -184,12 +186,7 @@ def main() -> None:
         with psycopg.connect(dsn) as conn:
             print_sizes(conn, SIZES)
     finally:
-        if args.keep:
-            print(keep_message(pg, work))
-        else:
-            pg.stop()
-            if args.work_dir is None:
-                shutil.rmtree(work, ignore_errors=True)
+        release(pg, work, keep=args.keep, own_work_dir=args.work_dir is None)
 
     report(timed, args, early)
 

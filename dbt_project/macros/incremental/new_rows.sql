@@ -23,10 +23,17 @@
         {{ return("(select coalesce(max(_loaded_at), '-infinity') from " ~ relation ~ ") - "
                   ~ lookback) }}
     {%- endif -%}
-    {%- set newest = run_query(
-        "select coalesce(max(_loaded_at), '-infinity')::text from " ~ relation
+    {{ return(newest(relation) ~ " - " ~ lookback) }}
+{% endmacro %}
+
+{#- The greatest `column` of `relation` as a timestamptz literal ('-infinity' if it is empty),
+    read when the model or test runs: new_rows_since, and the tests' tested_rows and
+    tested_buckets. -#}
+{% macro newest(relation, column='_loaded_at') %}
+    {%- set value = run_query(
+        "select coalesce(max(" ~ column ~ "), '-infinity')::text from " ~ relation
     ).columns[0].values()[0] -%}
-    {{ return("timestamptz '" ~ newest ~ "' - " ~ lookback) }}
+    {{ return("timestamptz '" ~ value ~ "'") }}
 {% endmacro %}
 
 {#-

@@ -19,11 +19,8 @@
     indexes (as `new_rows_since` does for incremental models).
 -#}
 {% macro tested_rows(relation) %}
-    {%- set newest = run_query(
-        "select coalesce(max(_loaded_at), '-infinity')::text from "
-        ~ loads_of(model.attached_node, relation)
-    ).columns[0].values()[0] -%}
-    {{ return("_loaded_at > timestamptz '" ~ newest ~ "' - interval '" ~ var('test_window') ~ "'") }}
+    {{ return("_loaded_at > " ~ newest(loads_of(model.attached_node, relation))
+              ~ " - interval '" ~ var('test_window') ~ "'") }}
 {% endmacro %}
 
 {#- The relation whose `_loaded_at` a tested model's rows carry and which finds its newest by
@@ -57,10 +54,8 @@
     answers it at once.)
 -#}
 {% macro tested_buckets(relation) %}
-    {%- set newest = run_query(
-        "select coalesce(max(bucket), '-infinity')::text from " ~ relation
-    ).columns[0].values()[0] -%}
-    {{ return("bucket >= timestamptz '" ~ newest ~ "' - interval '" ~ var('test_window') ~ "'") }}
+    {{ return("bucket >= " ~ newest(relation, 'bucket')
+              ~ " - interval '" ~ var('test_window') ~ "'") }}
 {% endmacro %}
 
 {#- dbt's own, but for the two names above. -#}
