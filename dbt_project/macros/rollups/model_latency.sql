@@ -1,5 +1,7 @@
 {#- Latency percentiles, tokens and error rate per model, asset and environment per `width`. -#}
 {% macro model_latency_rollup(width) %}
+{%- set latency = {'latency_p50_ms': 0.5, 'latency_p95_ms': 0.95, 'latency_p99_ms': 0.99} -%}
+{%- call with_percentiles('latency_ms', latency) -%}
 select
     {{ time_bucket(width, 'event_time') }} as bucket,
     model_id,
@@ -8,9 +10,7 @@ select
     count(*) as requests,
     count(*) filter (where status = 'error') as errors,
     round(count(*) filter (where status = 'error')::numeric / count(*), 6) as error_rate,
-    {{ percentile(0.5, 'latency_ms') }} as latency_p50_ms,
-    {{ percentile(0.95, 'latency_ms') }} as latency_p95_ms,
-    {{ percentile(0.99, 'latency_ms') }} as latency_p99_ms,
+    {{ percentiles('latency_ms', latency) }},
     -- numeric: a float sum depends on row order, and a re-run must change nothing
     sum(latency_ms::numeric) as latency_ms_sum,
     sum(input_tokens) as input_tokens,
@@ -20,4 +20,5 @@ select
 from {{ ref('fct_requests') }}
 {{ aggregate_filter(ref('fct_requests'), 'event_time', width) }}
 group by 1, 2, 3, 4
+{%- endcall -%}
 {% endmacro %}
