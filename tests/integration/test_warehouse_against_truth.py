@@ -9,6 +9,7 @@ nothing may change.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -81,9 +82,15 @@ def grouped(
 
 
 class Warehouse:
-    def __init__(self, pg: PrivatePostgres, root: Path, sim: SimulatorProcess):
+    def __init__(
+        self,
+        pg: PrivatePostgres,
+        root: Path,
+        sim: SimulatorProcess,
+        database: str = "warehouse_truth",
+    ):
         self.pg, self.root, self.sim = pg, root, sim
-        self.database = "warehouse_truth"
+        self.database = database
         pg.create_database(self.database)
         self.dsn = pg.dsn(self.database)
         self.lake = Lake.from_settings(load_settings(lake_url=str(root / "lake")))
@@ -458,6 +465,58 @@ def test_rerunning_a_window_changes_nothing(built: Warehouse, merge: str) -> Non
     for fact in FACTS:
         key = "cost_record_id" if fact == "fct_cost_records" else "event_id"
         assert built.one(f"select count(*) - count(distinct {key}) from analytics.{fact}") == 0
+
+
+def _partition_spans(house: Warehouse) -> list[dict[str, Any]]:
+    """Every fact partition: its fact, name, and span (upper - lower bound)."""
+    return house.query(
+        "select parent.relname as fact, part.relname as partition,"
+        " bounds[2]::timestamptz - bounds[1]::timestamptz as span"
+        " from pg_inherits"
+        " join pg_class parent on parent.oid = pg_inherits.inhparent"
+        " join pg_class part on part.oid = pg_inherits.inhrelid"
+        " cross join lateral regexp_match(pg_get_expr(part.relpartbound, part.oid),"
+        " $$FROM \\('([^']*)'\\) TO \\('([^']*)'\\)$$) as bounds"
+        " where parent.relnamespace = 'analytics'::regnamespace and parent.relkind = 'p'"
+        " order by 1, 2"
+    )
+
+
+def test_hour_partitions_hold_the_same_marts_and_a_day_span_keeps_to_them(
+    built: Warehouse, private_pg: PrivatePostgres, tmp_path: Path
+) -> None:
+    """var fact_partition_span: 1 hour partitions every fact by hour, with the same marts.
+
+    Switched back to 1 day, a new hour of a day already partitioned by hour gets an hour
+    partition (a day one would overlap them); retention drops hour partitions by bound.
+    """
+    hourly = "--vars", "{fact_partition_span: {default: 1 hour}}"
+    house = Warehouse(private_pg, tmp_path, built.sim, database="warehouse_hourly")
+    house.ingest_and_load(WINDOWS[:1])
+    house.dbt_build(*hourly)
+    house.ingest_and_load(WINDOWS[1:])
+    house.dbt_build(*hourly)
+
+    spans = _partition_spans(house)
+    assert {row["fact"] for row in spans} == set(FACTS)
+    assert {row["span"] for row in spans} == {timedelta(hours=1)}, spans
+    assert all(re.fullmatch(r"fct_\w+_p\d{8}_\d{2}", row["partition"]) for row in spans), spans
+    assert _marts_without_load_times(house) == _marts_without_load_times(built)
+
+    later = Window(WINDOWS[-1].end, WINDOWS[-1].end + timedelta(hours=1))
+    house.ingest_and_load([later])
+    house.dbt_build("--vars", "{fact_partition_span: {default: 1 day}}")
+    names = {row["partition"] for row in _partition_spans(house)}
+    assert f"fct_requests_p{later.start:%Y%m%d_%H}" in names
+    # a day without partitions may get a day one (a late cost record's), never one with hours
+    days = {name for name in names if re.fullmatch(r"fct_\w+_p\d{8}", name)}
+    assert not [(day, hour) for day in days for hour in names if hour.startswith(day + "_")]
+
+    expire_all = "{retention: {" + ", ".join(f"{m}: 1 hour" for m in MODULES) + "}}"
+    result = house.dbt("run-operation", "apply_retention", "--vars", expire_all)
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert _partition_spans(house) == []
+    assert house.one("select count(*) from analytics.fct_requests") == 0
 
 
 def test_every_fact_partition_has_the_facts_indexes_and_nothing_is_left_over(

@@ -6,9 +6,10 @@
 
     The insert is the warehouse's (`insert_fact_rows`):
     - TimescaleDB: into the hypertable, which routes rows to their chunks;
-    - PostgreSQL: a day partition that is new, or that the new rows would grow by more than
-      var('fact_rebuild_share'), is rebuilt (see `rebuild_day_partition`); the other
-      days' rows are inserted into the partitioned table.
+    - PostgreSQL: a partition (a day or an hour: the fact's partition span) that is new, or
+      that the new rows would grow by more than var('fact_rebuild_share'), is rebuilt (see
+      `rebuild_partition`); the other partitions' rows are inserted into the partitioned
+      table.
 -#}
 {% macro get_incremental_hub_merge_sql(arg_dict) %}
     {%- set target = arg_dict['target_relation'] -%}
@@ -18,8 +19,8 @@
     {%- set key = arg_dict['unique_key'] -%}
     {%- set key = [key] if key is string else key -%}
     {%- set columns = arg_dict['dest_columns'] | map(attribute='quoted') | join(', ') -%}
-    {%- set days = new_rows_by_day(source, time) -%}
-    {%- if days | length == 0 -%}
+    {%- set parts = warehouse_dispatch('new_rows_by_partition')(target, source, fact) -%}
+    {%- if parts | length == 0 -%}
         {{ return('select 0 as nothing_new') }}
     {%- endif -%}
     {#- a join, not `key in (select ...)`: the planner may then hash the few target rows in
@@ -28,86 +29,142 @@
     using {{ source }} as new_rows
     where {% for k in key %}facts.{{ k }} = new_rows.{{ k }}{{ ' and ' if not loop.last }}{% endfor %}
     {%- if fact.time_is_stable %}
-        and facts.{{ time }} between '{{ days[0].first }}' and '{{ days[-1].last }}'
+        and facts.{{ time }} between '{{ parts[0].first }}' and '{{ parts[-1].last }}'
     {%- endif %};
-    {{ warehouse_dispatch('insert_fact_rows')(target, source, fact, columns, days) }}
+    {{ warehouse_dispatch('insert_fact_rows')(target, source, fact, columns, parts) }}
 {% endmacro %}
 
 {#-
-    The UTC days the rows of `source` fall in, oldest first, each as a dict: day
-    ('YYYY-MM-DD'), start and end (its bounds as timestamptz literals), rows, first and last
-    (the day's min and max of `time_column`).
+    The new rows of `source` grouped by the partition of `target` (a PostgreSQL partition,
+    a TimescaleDB day chunk) they fall in, oldest first, each a dict: name (the partition's
+    table), start and end (its bounds, timestamptz literals), exists (whether the partition
+    does), rows, first and last (the min and max of the fact's time in it).
     Rows without a time cannot be placed in a chunk or a partition: a clear error, not a
     silent drop.
 -#}
-{% macro new_rows_by_day(source, time_column) %}
+{% macro new_rows_by_partition(target, source, fact) %}
+    {{ return(warehouse_dispatch('new_rows_by_partition')(target, source, fact)) }}
+{% endmacro %}
+
+{#- TimescaleDB: by UTC day (its chunks; only the time range is used). -#}
+{% macro timescaledb__new_rows_by_partition(target, source, fact) %}
+    {{ return(placed_rows(source, fact.time_column,
+        "select null::text as name, null::timestamptz as lower, null::timestamptz as upper"
+        ~ " where false", '1 day')) }}
+{% endmacro %}
+
+{#-
+    PostgreSQL: an hour of rows goes to the partition holding it, or to a new one of the
+    fact's partition span (meta.fact / var('fact_partition_span')): a UTC day
+    (`<fact>_pYYYYMMDD`) or hour (`<fact>_pYYYYMMDD_HH`). A day whose span another
+    partition overlaps (the span was changed from hours to days) gets hour partitions.
+-#}
+{% macro postgres__new_rows_by_partition(target, source, fact) %}
+    {{ return(placed_rows(source, fact.time_column, partition_bounds_sql(target),
+                          fact.partition_span)) }}
+{% endmacro %}
+
+{#- The partitions of `target` (none if it is not partitioned or does not exist) as SQL:
+    name, lower, upper (timestamptz). -#}
+{% macro partition_bounds_sql(target) %}
+    {{ return(
+        "select part.relname::text as name, bounds[1]::timestamptz as lower,"
+        ~ " bounds[2]::timestamptz as upper"
+        ~ " from pg_inherits join pg_class as part on part.oid = pg_inherits.inhrelid"
+        ~ " cross join lateral regexp_match(pg_get_expr(part.relpartbound, part.oid),"
+        ~ " $bounds$FROM \('([^']*)'\) TO \('([^']*)'\)$bounds$) as bounds"
+        ~ " where pg_inherits.inhparent = to_regclass('" ~ target ~ "')"
+    ) }}
+{% endmacro %}
+
+{% macro placed_rows(source, time_column, partitions_sql, span) %}
+    {%- set unit = {'1 day': 'day', '1 hour': 'hour'}[span] -%}
     {%- set found = run_query(
-        "select to_char(day, 'YYYY-MM-DD'), to_char(day + interval '1 day', 'YYYY-MM-DD'),"
-        ~ " count(*), min(" ~ time_column ~ ")::text, max(" ~ time_column ~ ")::text"
-        ~ " from (select *, date_trunc('day', " ~ time_column ~ " at time zone 'UTC') as day"
-        ~ " from " ~ source ~ ") as rows group by day order by day nulls first"
+        "with hours as ("
+        ~ " select date_trunc('hour', " ~ time_column ~ " at time zone 'UTC') at time zone 'UTC'"
+        ~ " as hour, count(*) as n, min(" ~ time_column ~ ") as first,"
+        ~ " max(" ~ time_column ~ ") as last"
+        ~ " from " ~ source ~ " group by 1),"
+        ~ " partitions as (" ~ partitions_sql ~ "),"
+        ~ " placed as (select hours.*, partitions.name, partitions.lower, partitions.upper,"
+        ~ " date_trunc('" ~ unit ~ "', hours.hour at time zone 'UTC') at time zone 'UTC' as spanned"
+        ~ " from hours left join partitions"
+        ~ " on hours.hour >= partitions.lower and hours.hour < partitions.upper),"
+        ~ " fresh as (select placed.*, not exists (select from partitions"
+        ~ " where partitions.lower < spanned + interval '" ~ span ~ "'"
+        ~ " and partitions.upper > spanned) as spans_free from placed),"
+        ~ " bounded as (select fresh.*,"
+        ~ " coalesce(lower, case when spans_free then spanned else hour end) as part_lower,"
+        ~ " coalesce(upper, case when spans_free then spanned + interval '" ~ span ~ "'"
+        ~ " else hour + interval '1 hour' end) as part_upper from fresh)"
+        ~ " select name, to_char(part_lower at time zone 'UTC', 'YYYYMMDD')"
+        ~ " || case when part_upper - part_lower < interval '1 day'"
+        ~ " then to_char(part_lower at time zone 'UTC', '_HH24') else '' end,"
+        ~ " to_char(part_lower at time zone 'UTC', 'YYYY-MM-DD HH24:MI:SS+00'),"
+        ~ " to_char(part_upper at time zone 'UTC', 'YYYY-MM-DD HH24:MI:SS+00'),"
+        ~ " sum(n), min(first)::text, max(last)::text"
+        ~ " from bounded group by 1, 2, 3, 4 order by 3 nulls first"
     ) -%}
-    {%- set days = [] -%}
+    {%- set parts = [] -%}
     {%- for row in found.rows -%}
-        {%- if row[0] is none -%}
+        {%- if row[2] is none -%}
             {{ exceptions.raise_compiler_error(
-                this ~ ": " ~ row[2] ~ " new rows have no " ~ time_column
+                this ~ ": " ~ row[4] ~ " new rows have no " ~ time_column
                 ~ "; a fact row needs its time to be placed"
             ) }}
         {%- endif -%}
-        {%- do days.append({
-            'day': row[0], 'start': row[0] ~ ' 00:00:00+00', 'end': row[1] ~ ' 00:00:00+00',
-            'rows': row[2] | int,
-            'first': row[3], 'last': row[4],
+        {%- do parts.append({
+            'name': row[0] or this.identifier ~ '_p' ~ row[1], 'exists': row[0] is not none,
+            'start': row[2], 'end': row[3], 'rows': row[4] | int,
+            'first': row[5], 'last': row[6],
         }) -%}
     {%- endfor -%}
-    {{ return(days) }}
+    {{ return(parts) }}
 {% endmacro %}
 
-{% macro timescaledb__insert_fact_rows(target, source, fact, columns, days) %}
+{% macro timescaledb__insert_fact_rows(target, source, fact, columns, parts) %}
     insert into {{ target }} ({{ columns }})
     select {{ columns }} from {{ source }};
 {% endmacro %}
 
-{% macro postgres__insert_fact_rows(target, source, fact, columns, days) %}
+{% macro postgres__insert_fact_rows(target, source, fact, columns, parts) %}
     {%- set time = fact.time_column -%}
     {%- set rebuilt = [] -%}
     {#- a table from before partitioning: the post-hook fact_storage() converts it -#}
     {%- if is_partitioned(target) -%}
-        {%- for day in days -%}
-            {%- set partition = day_partition(target, day.day) -%}
-            {%- set existing = partition_rows(partition) -%}
-            {%- if existing is none or day.rows > var('fact_rebuild_share') * existing -%}
-                {%- do rebuilt.append(day) -%}
-                {{ rebuild_day_partition(target, partition, source, fact, columns, day,
-                                         existing is not none) }}
+        {%- for part in parts -%}
+            {%- set partition = target.incorporate(path={'identifier': part.name}) -%}
+            {%- set existing = partition_rows(partition) if part.exists else none -%}
+            {%- if existing is none or part.rows > var('fact_rebuild_share') * existing -%}
+                {%- do rebuilt.append(part) -%}
+                {{ rebuild_partition(target, partition, source, fact, columns, part) }}
             {%- endif -%}
         {%- endfor -%}
     {%- endif -%}
-    {%- if rebuilt | length < days | length %}
+    {%- if rebuilt | length < parts | length %}
     insert into {{ target }} ({{ columns }})
     select {{ columns }} from {{ source }}
-    {%- for day in rebuilt %}
+    {%- for part in rebuilt %}
     {{ 'where not (' if loop.first else '    or ' -}}
-        {{ time }} >= '{{ day.start }}' and {{ time }} < '{{ day.end }}'
+        {{ time }} >= '{{ part.start }}' and {{ time }} < '{{ part.end }}'
         {{- ')' if loop.last }}
     {%- endfor %};
     {%- endif %}
 {% endmacro %}
 
 {#-
-    PostgreSQL: a day partition of `target` built whole: a new table takes the partition's
-    rows left after the delete and the day's new rows, then its indexes are built in bulk
+    PostgreSQL: a partition of `target` built whole: a new table takes the partition's
+    rows left after the delete and its new rows, then its indexes are built in bulk
     (a sort per index), and it replaces the partition. Inserting millions of rows into a
     table with four indexes costs a B-tree descent per row per index, several times the
     cost of building the same indexes afresh. A CHECK constraint equal to the partition's
     bounds spares ATTACH a scan. The swap runs last, in the build's transaction, so readers
-    wait only for it, and see the old day or the new one.
+    wait only for it, and see the old partition or the new one.
 -#}
-{% macro rebuild_day_partition(target, partition, source, fact, columns, day, exists) %}
+{% macro rebuild_partition(target, partition, source, fact, columns, part) %}
     {%- set time = fact.time_column -%}
-    {%- set lower = "'" ~ day.start ~ "'" -%}
-    {%- set upper = "'" ~ day.end ~ "'" -%}
+    {%- set lower = "'" ~ part.start ~ "'" -%}
+    {%- set upper = "'" ~ part.end ~ "'" -%}
     {%- set building = partition.incorporate(
         path={'identifier': partition.identifier ~ '__rebuild'}) -%}
     {%- set indexes = fact_index_columns(fact) -%}
@@ -118,7 +175,7 @@
         constraint {{ building.identifier }}_bounds
             check ({{ time }} is not null and {{ time }} >= {{ lower }} and {{ time }} < {{ upper }})
     );
-    {%- if exists %}
+    {%- if part.exists %}
     insert into {{ building }} ({{ columns }})
     select {{ columns }} from {{ partition }};
     {%- endif %}
@@ -128,7 +185,7 @@
     {%- for index in indexes %}
     create index {{ building.identifier }}_i{{ loop.index }} on {{ building }} ({{ index }});
     {%- endfor %}
-    {%- if exists %}
+    {%- if part.exists %}
     drop table {{ partition }};
     {%- endif %}
     alter table {{ building }} rename to {{ partition.identifier }};

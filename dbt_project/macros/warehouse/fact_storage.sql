@@ -7,8 +7,9 @@
     and applied by the post-hook `fact_storage()` (a no-op once in place):
     - TimescaleDB: a hypertable chunked by day, with compression of chunks older than
       var('compress_after') and the module's retention (var('retention')) as policies.
-    - PostgreSQL: a table partitioned by day (`<table>_pYYYYMMDD`); `apply_retention` drops
-      the partitions past the module's retention.
+    - PostgreSQL: a table partitioned by day (`<table>_pYYYYMMDD`), or by hour
+      (`<table>_pYYYYMMDD_HH`) for the modules var('fact_partition_span') says so;
+      `apply_retention` drops the partitions past the module's retention.
     Both get the seed's indexes: (time desc), (<index_by...>, time desc) for each entry, and
     one on _loaded_at, which incremental builds filter on.
 -#}
@@ -32,7 +33,21 @@
         'segment_by': fact.get('segment_by', 'asset_id'),
         'time_is_stable': fact.get('time_is_stable', true),
         'retention': retention[fact.module],
+        'partition_span': partition_span(fact.module),
     }) }}
+{% endmacro %}
+
+{#- PostgreSQL: the span of a module's new fact partitions, var('fact_partition_span'). -#}
+{% macro partition_span(module) %}
+    {%- set spans = var('fact_partition_span') -%}
+    {%- set span = spans.get(module, spans.get('default', '1 day')) -%}
+    {%- if span not in ('1 day', '1 hour') -%}
+        {{ exceptions.raise_compiler_error(
+            "var('fact_partition_span') of '" ~ module ~ "' is '" ~ span
+            ~ "': a fact partition spans '1 day' or '1 hour'"
+        ) }}
+    {%- endif -%}
+    {{ return(span) }}
 {% endmacro %}
 
 {% macro fact_storage() %}
@@ -97,29 +112,13 @@
     alter table {{ relation }} rename to {{ unpartitioned.identifier }};
     create table {{ relation }} (like {{ unpartitioned }} including defaults)
         partition by range ({{ fact.time_column }});
-    {{ day_partitions(relation, relation, fact.time_column) }}
+    {%- for part in postgres__new_rows_by_partition(relation, relation, fact) %}
+    create table {{ relation.incorporate(path={'identifier': part.name}) }}
+        partition of {{ relation }} for values from ('{{ part.start }}') to ('{{ part.end }}');
+    {%- endfor %}
     insert into {{ relation }} select * from {{ unpartitioned }};
     drop table {{ unpartitioned }};
     {{ fact_indexes(relation, fact) }}
-{% endmacro %}
-
-{#-
-    PostgreSQL: the day partitions of `target` that the rows of `rows` need (`rows` is read
-    now, while rendering, so it must exist). Bounds are UTC midnights, whatever the session's
-    time zone.
--#}
-{% macro day_partitions(target, rows, time_column) %}
-    {%- for day in new_rows_by_day(rows, time_column) %}
-    create table if not exists {{ day_partition(target, day.day) }}
-        partition of {{ target }} for values
-        from ('{{ day.start }}') to ('{{ day.end }}');
-    {%- endfor %}
-{% endmacro %}
-
-{#- PostgreSQL: the partition of `target` for a UTC day ('YYYY-MM-DD'). -#}
-{% macro day_partition(target, day) %}
-    {{ return(target.incorporate(
-        path={'identifier': target.identifier ~ '_p' ~ day | replace('-', '')})) }}
 {% endmacro %}
 
 {#- PostgreSQL: is `relation` a partitioned table (not a plain one from before partitioning)? -#}

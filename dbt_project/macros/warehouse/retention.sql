@@ -1,7 +1,7 @@
 {#-
     `dbt run-operation apply_retention` (the maintain_warehouse DAG runs it daily): enforce
     var('retention') on every fact table (meta.fact) of the project.
-    - PostgreSQL: drop the day partitions wholly older than the module's retention.
+    - PostgreSQL: drop the partitions wholly older than the module's retention.
     - TimescaleDB: retention and compression are policies (see fact_storage); this runs
       their jobs now (`CALL run_job`), for deployments without the background scheduler.
     - Both: delete the landing rows of windows past their module's retention (the lake
@@ -43,13 +43,8 @@
 
 {% macro postgres__apply_retention(relation, retention, dry_run) %}
     {%- set expired = run_query(
-        "select child.relname from pg_inherits"
-        ~ " join pg_class child on child.oid = pg_inherits.inhrelid"
-        ~ " where pg_inherits.inhparent = '" ~ relation ~ "'::regclass"
-        ~ " and child.relname ~ '_p[0-9]{8}$'"
-        ~ " and to_date(right(child.relname, 8), 'YYYYMMDD') + 1"
-        ~ " <= (now() - interval '" ~ retention ~ "') at time zone 'UTC'"
-        ~ " order by 1"
+        "select name from (" ~ partition_bounds_sql(relation) ~ ") as partitions"
+        ~ " where upper <= now() - interval '" ~ retention ~ "' order by lower"
     ).columns[0].values() -%}
     {%- for partition in expired -%}
         {%- set target = relation.incorporate(path={'identifier': partition}) -%}
