@@ -45,10 +45,11 @@ BULK_SETTINGS: dict[str, str] = {
 }
 
 
-def start_cluster(work: Path) -> PrivatePostgres:
-    """A private cluster in ``work/pg`` with ``BULK_SETTINGS`` and the bench database."""
+def start_cluster(work: Path, overrides: dict[str, str] | None = None) -> PrivatePostgres:
+    """A private cluster in ``work/pg`` with ``BULK_SETTINGS`` (and ``overrides``) and the
+    bench database."""
     work.chmod(0o755)  # PostgreSQL runs as an unprivileged account when we are root
-    pg = PrivatePostgres(work / "pg", settings=BULK_SETTINGS).start()
+    pg = PrivatePostgres(work / "pg", settings=BULK_SETTINGS | (overrides or {})).start()
     pg.create_database(DATABASE)
     return pg
 
@@ -68,6 +69,17 @@ def warn_if_short_of_disk(work: Path, landing_records: int, fact_records: int) -
     print(f"estimated peak on disk: {needed / 1e9:.0f} GB of {free / 1e9:.0f} GB free in {work}")
     if needed > 0.9 * free:
         print("  ! that may not fit: fewer --days or --rows-per-day, or another --work-dir")
+
+
+def pg_settings(items: list[str]) -> dict[str, str]:
+    """``--pg-setting name=value`` options as settings."""
+    settings = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise SystemExit(f"--pg-setting takes name=value, not {item!r}")
+        settings[name.strip()] = value.strip()
+    return settings
 
 
 def release(pg: PrivatePostgres, work: Path, *, keep: bool, own_work_dir: bool) -> None:

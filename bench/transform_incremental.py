@@ -50,6 +50,7 @@ from _dbt import (
     DATABASE,
     Dbt,
     DbtRun,
+    pg_settings,
     print_sizes,
     print_slowest,
     release,
@@ -117,6 +118,13 @@ def main() -> None:
         default=None,
         help="var fact_partition_span of the telemetry facts (default: the project's)",
     )
+    parser.add_argument(
+        "--pg-setting",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a PostgreSQL setting over the bench's own (repeatable), e.g. max_wal_size=32GB",
+    )
     parser.add_argument("--workers", type=int, default=2, help="connections generating rows")
     parser.add_argument("--slowest", type=int, default=10, help="nodes listed per timed build")
     parser.add_argument("--dbt-project", type=Path, default=None, help="default: dbt_project/")
@@ -150,7 +158,7 @@ def main() -> None:
     telemetry = args.days * args.rows_per_day + new_hours * args.hour_rows
     # the full rebuild writes the facts anew before it drops the old ones
     warn_if_short_of_disk(work, telemetry, telemetry if args.no_full_rebuild else 2 * telemetry)
-    pg = start_cluster(work)
+    pg = start_cluster(work, pg_settings(args.pg_setting))
     dsn = pg.dsn(DATABASE)
     timed: list[Timed] = []
     landed = 0
@@ -226,6 +234,11 @@ def report(timed: list[Timed], args: argparse.Namespace, early: int) -> None:
     print(
         f"\n{args.rows_per_day:,} telemetry records a day of history, new hours of "
         f"{args.hour_rows:,} telemetry records (others x{args.others_scale:g})"
+        + (
+            f"; PostgreSQL settings over the bench's: {', '.join(args.pg_setting)}"
+            if args.pg_setting
+            else ""
+        )
     )
     print(f"{'contender':<32} {'history':>7} {'rows':>12} {'seconds':>8} {'rows/s':>11}  dbt")
     for t in timed:
