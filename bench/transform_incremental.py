@@ -119,6 +119,13 @@ def main() -> None:
         help="var fact_partition_span of the telemetry facts (default: the project's)",
     )
     parser.add_argument(
+        "--dbt-var",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a dbt var for every build (repeatable), e.g. incremental_lookback='10 minutes'",
+    )
+    parser.add_argument(
         "--pg-setting",
         action="append",
         default=[],
@@ -146,9 +153,14 @@ def main() -> None:
         early = 0
     if args.days < 1 or args.hours < 1:
         parser.error("--days and --hours must be at least 1")
-    dbt_vars = (
-        ["--vars", f"{{fact_partition_span: {{observatory: {args.partition_span}}}}}"]
-        if args.partition_span
+    if any("=" not in v for v in args.dbt_var):
+        parser.error("--dbt-var takes NAME=VALUE")
+    dbt_vars = dict(v.split("=", 1) for v in args.dbt_var)
+    if args.partition_span:
+        dbt_vars["fact_partition_span"] = f"{{observatory: {args.partition_span}}}"
+    vars_args = (
+        ["--vars", "{" + ", ".join(f"{k}: {v}" for k, v in dbt_vars.items()) + "}"]
+        if dbt_vars
         else []
     )
 
@@ -189,7 +201,7 @@ def main() -> None:
             return span
 
         def build(contender: str, history: str, rows: int, *extra: str) -> DbtRun:
-            run = dbt.run("build", *dbt_vars, *extra)
+            run = dbt.run("build", *vars_args, *extra)
             print(f"{contender}: {run.seconds:.1f} s", flush=True)
             timed.append(Timed(contender, history, rows, run))
             return run
