@@ -19,7 +19,7 @@
     {%- set key = arg_dict['unique_key'] -%}
     {%- set key = [key] if key is string else key -%}
     {%- set columns = arg_dict['dest_columns'] | map(attribute='quoted') | join(', ') -%}
-    {%- set parts = warehouse_dispatch('new_rows_by_partition')(target, source, fact) -%}
+    {%- set parts = new_rows_by_partition(target, source, fact) -%}
     {%- if parts | length == 0 -%}
         {{ return('select 0 as nothing_new') }}
     {%- endif -%}
@@ -55,7 +55,7 @@
 
 {#-
     PostgreSQL: an hour of rows goes to the partition holding it, or to a new one of the
-    fact's partition span (meta.fact / var('fact_partition_span')): a UTC day
+    fact's partition span (var('fact_partition_span')): a UTC day
     (`<fact>_pYYYYMMDD`) or hour (`<fact>_pYYYYMMDD_HH`). A day whose span another
     partition overlaps (the span was changed from hours to days) gets hour partitions.
 -#}
@@ -77,6 +77,9 @@
     ) }}
 {% endmacro %}
 
+{#- The rows of `source` by hour, each hour placed in the partition of `partitions_sql`
+    that holds it, else in a new one: the UTC `span` holding it if no partition overlaps
+    that, else its hour. One row per partition, as new_rows_by_partition says. -#}
 {% macro placed_rows(source, time_column, partitions_sql, span) %}
     {%- set unit = {'1 day': 'day', '1 hour': 'hour'}[span] -%}
     {%- set found = run_query(
