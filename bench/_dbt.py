@@ -71,15 +71,15 @@ def warn_if_short_of_disk(work: Path, landing_records: int, fact_records: int) -
         print("  ! that may not fit: fewer --days or --rows-per-day, or another --work-dir")
 
 
-def pg_settings(items: list[str]) -> dict[str, str]:
-    """``--pg-setting name=value`` options as settings."""
-    settings = {}
+def name_values(items: list[str], option: str) -> dict[str, str]:
+    """Repeated ``--option NAME=VALUE`` arguments as a dict."""
+    found = {}
     for item in items:
         name, sep, value = item.partition("=")
-        if not sep or not name:
-            raise SystemExit(f"--pg-setting takes name=value, not {item!r}")
-        settings[name.strip()] = value.strip()
-    return settings
+        if not sep or not name.strip():
+            raise SystemExit(f"{option} takes NAME=VALUE, not {item!r}")
+        found[name.strip()] = value.strip()
+    return found
 
 
 def release(pg: PrivatePostgres, work: Path, *, keep: bool, own_work_dir: bool) -> None:

@@ -13,7 +13,7 @@ side with ``dbt build --full-refresh`` over the same data. Target: the hour in <
 this machine, and flat as history grows, which the run shows by timing a new hour twice:
 after ``--early-days`` of history and again after ``--days``. ``--hours 2`` times a second
 big hour after it, which lands in the partitions the first one filled (a day partition,
-unless ``--partition-span '1 hour'``).
+unless ``--dbt-var 'fact_partition_span={observatory: 1 hour}'``).
 
 How, in one private PostgreSQL cluster (durability off, tuned for bulk work):
 
@@ -50,7 +50,7 @@ from _dbt import (
     DATABASE,
     Dbt,
     DbtRun,
-    pg_settings,
+    name_values,
     print_sizes,
     print_slowest,
     release,
@@ -113,17 +113,12 @@ def main() -> None:
         "what the hour costs when its partition already holds an earlier big hour)",
     )
     parser.add_argument(
-        "--partition-span",
-        choices=("1 day", "1 hour"),
-        default=None,
-        help="var fact_partition_span of the telemetry facts (default: the project's)",
-    )
-    parser.add_argument(
         "--dbt-var",
         action="append",
         default=[],
         metavar="NAME=VALUE",
-        help="a dbt var for every build (repeatable), e.g. incremental_lookback='10 minutes'",
+        help="a dbt var for every build (repeatable), e.g. incremental_lookback='10 minutes' "
+        "or 'fact_partition_span={observatory: 1 hour}'",
     )
     parser.add_argument(
         "--pg-setting",
@@ -153,11 +148,7 @@ def main() -> None:
         early = 0
     if args.days < 1 or args.hours < 1:
         parser.error("--days and --hours must be at least 1")
-    if any("=" not in v for v in args.dbt_var):
-        parser.error("--dbt-var takes NAME=VALUE")
-    dbt_vars = dict(v.split("=", 1) for v in args.dbt_var)
-    if args.partition_span:
-        dbt_vars["fact_partition_span"] = f"{{observatory: {args.partition_span}}}"
+    dbt_vars = name_values(args.dbt_var, "--dbt-var")
     vars_args = (
         ["--vars", "{" + ", ".join(f"{k}: {v}" for k, v in dbt_vars.items()) + "}"]
         if dbt_vars
@@ -170,7 +161,7 @@ def main() -> None:
     telemetry = args.days * args.rows_per_day + new_hours * args.hour_rows
     # the full rebuild writes the facts anew before it drops the old ones
     warn_if_short_of_disk(work, telemetry, telemetry if args.no_full_rebuild else 2 * telemetry)
-    pg = start_cluster(work, pg_settings(args.pg_setting))
+    pg = start_cluster(work, name_values(args.pg_setting, "--pg-setting"))
     dsn = pg.dsn(DATABASE)
     timed: list[Timed] = []
     landed = 0
@@ -285,9 +276,7 @@ def report(timed: list[Timed], args: argparse.Namespace, early: int) -> None:
         )
     if len(at_days) > 1:
         later = ", ".join(f"{t.run.seconds:.1f} s" for t in at_days[1:])
-        print(
-            f"the big hours after it: {later} (partition span: {args.partition_span or 'project default'})"
-        )
+        print(f"the big hours after it: {later} (dbt vars: {', '.join(args.dbt_var) or 'none'})")
     for t in timed:
         if t.contender.startswith(("incremental", "full")):
             print_slowest(t.run, f"{t.contender}, {t.history} of history", args.slowest)
