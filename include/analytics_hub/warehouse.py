@@ -47,10 +47,18 @@ from analytics_hub.sources import MODULES, Entity, Module, get_module
 from analytics_hub.windows import Window
 
 LANDING_SCHEMA = "landing"
-# When a row was loaded (the load's transaction time): dbt's incremental models read the
-# rows loaded since their last build, so re-loaded and backfilled windows flow in too.
+# When a row was loaded: dbt's incremental models read the rows loaded since their last
+# build (the newest `_loaded_at` they hold), so re-loaded and backfilled windows flow in too.
+# That watermark misses nothing without a lookback, because a load and a build exclude each
+# other on the landing table: a load takes ROW EXCLUSIVE on it before writing, and stamps its
+# rows with the time of its COPY statement (not of its transaction's start), so after it
+# holds the lock; a build takes SHARE on the tables it reads (the dbt macro
+# `lock_loaded_tables`), which waits for the loads in flight to commit and holds back new
+# ones until the build commits. A load the build did not see thus stamps its rows later
+# than any row the build saw.
 LOADED_AT = "_loaded_at"
-LOADED_AT_TYPE = "timestamptz not null default now()"
+LOADED_AT_DEFAULT = "statement_timestamp()"
+LOADED_AT_TYPE = f"timestamptz not null default {LOADED_AT_DEFAULT}"
 WINDOW_START, WINDOW_END = LINEAGE_COLUMNS
 # Rows per Arrow batch, and so per COPY chunk on the wire (~20 MB for telemetry rows):
 # big enough that per-chunk overhead vanishes, small enough that two chunks stay cheap.
@@ -163,6 +171,7 @@ def _ensure_table(cursor: Any, module: Module, entity: Entity) -> str:
     )
     existing = {row[0] for row in cursor.fetchall()}
     missing = [column for column in columns if column not in existing]
+    _ensure_loaded_at_default(cursor, table, name)
     if missing:
         cursor.execute(
             sql.SQL("alter table {} {}").format(
@@ -203,6 +212,25 @@ def _ensure_table(cursor: Any, module: Module, entity: Entity) -> str:
     for column in entity.key:
         _ensure_index(cursor, table, f"{name}__{column}_missing", (column,), missing=column)
     return f"{LANDING_SCHEMA}.{name}"
+
+
+def _ensure_loaded_at_default(cursor: Any, table: sql.Identifier, name: str) -> None:
+    """Tables created before the load stamped its COPY's time (``default now()``, the
+    transaction's start) get the statement's: altered once, as a table's default is
+    altered under an exclusive lock."""
+    cursor.execute(
+        "select pg_get_expr(d.adbin, d.adrelid) from pg_attrdef d"
+        " join pg_attribute a on a.attrelid = d.adrelid and a.attnum = d.adnum"
+        " where d.adrelid = %s::regclass and a.attname = %s",
+        (f"{LANDING_SCHEMA}.{name}", LOADED_AT),
+    )
+    found = cursor.fetchone()
+    if found is None or found[0] != LOADED_AT_DEFAULT:
+        cursor.execute(
+            sql.SQL("alter table {} alter column {} set default {}").format(
+                table, sql.Identifier(LOADED_AT), sql.SQL(LOADED_AT_DEFAULT)
+            )
+        )
 
 
 def _ensure_index(
@@ -284,6 +312,9 @@ def load_window(
                 "select pg_advisory_xact_lock(hashtextextended(%s, 0))",
                 (f"{table.as_string(conn)}:{window.id}",),
             )
+            # Before the COPY stamps its rows (see LOADED_AT): waits for a build reading
+            # the table, and holds back the next one until this load commits.
+            cursor.execute(sql.SQL("lock table {} in row exclusive mode").format(table))
             cursor.execute(
                 sql.SQL("delete from {} where {} = %s and {} = %s").format(
                     table, sql.Identifier(WINDOW_START), sql.Identifier(WINDOW_END)
@@ -332,7 +363,17 @@ def load_windows(
     chosen = list(entities) if entities is not None else list(module_.entities)
     if not atomic:
         return [load_window(conn, lake, module_, entity, window) for entity in chosen]
-    with conn.transaction():
+    with conn.transaction(), conn.cursor() as cursor:
+        # All its tables at once, in the order builds lock them (by name), so that a load
+        # and a build waiting for each other's tables cannot deadlock.
+        tables = sorted(
+            landing_table(module_.name, _resolve(module_, entity)[1].name) for entity in chosen
+        )
+        cursor.execute(
+            sql.SQL("lock table {} in row exclusive mode").format(
+                sql.SQL(", ").join(sql.Identifier(*t.split(".")) for t in tables)
+            )
+        )
         return [load_window(conn, lake, module_, entity, window) for entity in chosen]
 
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -120,13 +122,19 @@ class Warehouse:
         assert result.returncode == 0, result.stdout[-6000:]
 
     def dbt(self, command: str, *extra: str) -> subprocess.CompletedProcess[str]:
+        process = self.dbt_process(command, *extra)
+        stdout, _ = process.communicate()
+        return subprocess.CompletedProcess(process.args, process.returncode, stdout, "")
+
+    def dbt_process(self, command: str, *extra: str) -> subprocess.Popen[str]:
+        """dbt started, not waited for (its output: stdout, stderr merged into it)."""
         env = os.environ | {
             "HUB_WAREHOUSE_HOST": self.pg.host,
             "HUB_WAREHOUSE_PORT": str(self.pg.port),
             "HUB_WAREHOUSE_USER": self.pg.user,
             "HUB_WAREHOUSE_DB": self.database,
         }
-        return subprocess.run(
+        return subprocess.Popen(
             [
                 str(DBT),
                 command,
@@ -141,9 +149,9 @@ class Warehouse:
                 *extra,
             ],
             env=env,
-            capture_output=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
             text=True,
-            check=False,
         )
 
     def query(self, sql: str) -> list[dict[str, Any]]:
@@ -517,6 +525,83 @@ def test_hour_partitions_hold_the_same_marts_and_a_day_span_keeps_to_them(
     assert result.returncode == 0, result.stdout[-3000:]
     assert _partition_spans(house) == []
     assert house.one("select count(*) from analytics.fct_requests") == 0
+
+
+def _waits_for_lock(dsn: str, table: str, mode: str, timeout: float = 60.0) -> bool:
+    """Whether a session comes to wait for a `mode` lock on `table` within `timeout` s."""
+    deadline = time.monotonic() + timeout
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        while time.monotonic() < deadline:
+            waiting = conn.execute(
+                "select count(*) from pg_locks where relation = %s::regclass"
+                " and mode = %s and not granted",
+                (table, mode),
+            ).fetchone()
+            if waiting is not None and waiting[0] > 0:
+                return True
+            time.sleep(0.1)
+    return False
+
+
+def test_builds_and_loads_lock_each_other_out_so_the_watermark_misses_no_load(
+    built: Warehouse, private_pg: PrivatePostgres, tmp_path: Path
+) -> None:
+    """A fact's build reads the rows landed after the newest `_loaded_at` it holds, and
+    misses no load (with no lookback: incremental_lookback 0), in either order of the two:
+
+    - a load in flight when a build starts: the build waits for it to commit, then takes
+      its rows;
+    - a load that starts while a build reads: it waits for the build to commit, then stamps
+      its rows later than that commit, so the next build takes them.
+    """
+    house = Warehouse(private_pg, tmp_path, built.sim, database="warehouse_locking")
+    house.ingest_and_load(WINDOWS)
+    house.dbt_build()
+    landing = warehouse.landing_table("observatory", "metrics")
+    newest_fact = "select max(_loaded_at) from analytics.fct_requests"
+    build = ("build", "--select", "fct_requests", "--vars", "{incremental_lookback: 0 seconds}")
+
+    # A re-load of the first window (a re-pull) in flight: uncommitted when the build starts.
+    with psycopg.connect(house.dsn) as loading:
+        loading.execute("select 1")  # a transaction open: the load is a savepoint in it
+        warehouse.load_window(loading, house.lake, "observatory", "metrics", WINDOWS[0])
+        stamp = loading.execute(f"select max(_loaded_at) from {landing}").fetchone()
+        builder = house.dbt_process(*build)
+        try:
+            assert _waits_for_lock(house.dsn, landing, "ShareLock"), "the build did not wait"
+            assert builder.poll() is None
+        finally:
+            loading.commit()
+            output, _ = builder.communicate(timeout=600)
+    assert builder.returncode == 0, output[-6000:]
+    assert stamp is not None and house.one(newest_fact) == stamp[0]
+
+    # A build holds the table (as while it reads) when the next re-load starts.
+    with psycopg.connect(house.dsn) as reading:
+        reading.execute(f"lock table {landing} in share mode")
+        loaded: list[warehouse.LoadResult] = []
+        with psycopg.connect(house.dsn, autocommit=True) as loading:
+            loader = threading.Thread(
+                target=lambda: loaded.append(
+                    warehouse.load_window(loading, house.lake, "observatory", "metrics", WINDOWS[1])
+                )
+            )
+            loader.start()
+            try:
+                waited = _waits_for_lock(house.dsn, landing, "RowExclusiveLock")
+                released = reading.execute("select clock_timestamp()").fetchone()
+            finally:
+                reading.commit()
+                loader.join(timeout=120)
+    assert waited, "the load did not wait for the build"
+    assert len(loaded) == 1 and loaded[0].rows > 0
+    stamped = house.one(
+        f"select min(_loaded_at) from {landing} where _window_start = "
+        f"'{WINDOWS[1].start.isoformat()}'"
+    )
+    assert released is not None and stamped > released[0]
+    house.dbt_build(*build[1:])
+    assert house.one(newest_fact) == stamped
 
 
 def test_every_fact_partition_has_the_facts_indexes_and_nothing_is_left_over(

@@ -1,9 +1,11 @@
 {#-
     Filter for incremental models: rows landed since the last build of this model.
     Landing rows carry `_loaded_at` (set by the load step); a re-loaded window gets a new
-    `_loaded_at`, so backfills and re-pulls of old windows flow in too. The lookback covers
-    loads that were still committing during the last build (a watermark alone would miss
-    them); re-reading those rows is harmless, since incremental models replace by key.
+    `_loaded_at`, so backfills and re-pulls of old windows flow in too. The watermark (the
+    newest `_loaded_at` the model holds) misses no load that was still committing during the
+    last build: builds and loads exclude each other on the landing tables
+    (`lock_loaded_tables`), and a load stamps its rows after it holds its lock, so a load a
+    build did not see stamps them later than any row the build saw.
 -#}
 {% macro new_rows(loaded_at='_loaded_at') %}
     {% if is_incremental() %}
@@ -13,7 +15,8 @@
 
 {#-
     The `_loaded_at` after which rows are new to `relation` (built before): its newest row's
-    `_loaded_at` minus var('incremental_lookback'). Read first and written as a literal, not
+    `_loaded_at` minus var('incremental_lookback'): not to catch late loads (see `new_rows`)
+    but to join the recent facts again to asset states delivered after them. Read first and written as a literal, not
     as a subquery: the planner then estimates the filter from its statistics and takes the
     `_loaded_at` indexes, where a subquery's unknown value makes it scan all of history.
 -#}
@@ -53,3 +56,49 @@
         where {{ key }} = any(array(select {{ key }} from {{ landed }} {{ new_rows() }}))
     {% endif %}
 {% endmacro %}
+
+{#-
+    An incremental model's landing locks: SHARE on the landing tables it reads (its sources,
+    through staging views and ephemeral intermediates), taken just before it reads them.
+    That waits for the loads in flight on them to commit, and holds back new loads until the
+    read commits, so that the `_loaded_at` watermark (`new_rows`) needs no lookback: see the
+    load step (analytics_hub.warehouse.LOADED_AT). Tables are locked by name in one
+    statement, as an atomic load of several tables locks them, so the two cannot deadlock.
+    Aggregates read facts, which only builds write, one at a time (the transform DAG runs
+    once at a time), and take no lock. '' for anything else.
+-#}
+{% macro lock_loaded_tables() %}
+    {%- if not execute or model is not defined or model.config.materialized != 'incremental' -%}
+        {{ return('') }}
+    {%- endif -%}
+    {%- set found = namespace(level=model.depends_on.nodes | list, tables=[]) -%}
+    {%- for _ in range(10) if found.level -%}
+        {%- set parents = [] -%}
+        {%- for node_id in found.level -%}
+            {%- if node_id in graph.sources -%}
+                {%- set source = graph.sources[node_id] -%}
+                {%- do found.tables.append(api.Relation.create(
+                    database=source.database, schema=source.schema,
+                    identifier=source.identifier) | string) -%}
+            {%- elif node_id in graph.nodes
+                     and graph.nodes[node_id].config.materialized in ('view', 'ephemeral') -%}
+                {%- do parents.extend(graph.nodes[node_id].depends_on.nodes) -%}
+            {%- endif -%}
+        {%- endfor -%}
+        {%- set found.level = parents -%}
+    {%- endfor -%}
+    {%- if found.tables | length == 0 -%}{{ return('') }}{%- endif -%}
+    {{ return('lock table ' ~ (found.tables | unique | sort | join(', ')) ~ ' in share mode;') }}
+{% endmacro %}
+
+{#-
+    dbt-postgres's CREATE TABLE AS, which an incremental model's build reads its new rows
+    with (into its temp table, or into the table on its first build), preceded by the
+    model's landing locks in the same statement string. The profile's autocommit sends no
+    BEGIN, so the string is the transaction (an implicit one): the locks are held while the
+    rows are read, and released when they have been.
+-#}
+{% macro postgres__create_table_as(temporary, relation, sql) -%}
+    {{ lock_loaded_tables() }}
+    {{ dbt.postgres__create_table_as(temporary, relation, sql) }}
+{%- endmacro %}
