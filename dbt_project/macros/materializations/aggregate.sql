@@ -36,13 +36,28 @@
     every `width` bucket that rows landed since the last build fall in. Touched buckets that
     follow each other (the usual case: the latest hours) are one time range, which the
     planner estimates well; only gaps between them need the list of buckets.
+
+    "Since the last build" is exact, with no lookback (`aggregate_watermark`).
 -#}
+{#-
+    The newest `_loaded_at` an aggregate holds (max over its fact rows): the fact rows stamped
+    later are the ones it has not seen. No lookback is needed, unlike a fact's on landing
+    (`new_rows_since`): only dbt builds write facts, one build at a time (the transform DAG
+    runs once at a time), each aggregate after its fact; a fact's new rows are stamped later
+    than any it held (`new_rows`); and the rows a fact's lookback merges again keep their
+    stamps and change only asset columns, which no aggregate reads. (A deduplicated fact row
+    changes only when a delivery stamped later wins.)
+-#}
+{% macro aggregate_watermark(aggregate) %}
+    {{ return(newest(aggregate)) }}
+{% endmacro %}
+
 {% macro aggregate_filter(facts, time_column, width) %}
     {%- if not aggregate_is_incremental() -%}{{ return('') }}{%- endif -%}
     {%- set bucket = time_bucket(width, time_column) | trim -%}
     {%- set touched = run_query(
         "with buckets as (select distinct " ~ bucket ~ " as bucket from " ~ facts
-        ~ " where _loaded_at > " ~ new_rows_since(this) ~ ")"
+        ~ " where _loaded_at > " ~ aggregate_watermark(this) ~ ")"
         ~ " select min(bucket)::text, max(bucket)::text, count(*) = (select count(*)"
         ~ " from generate_series(min(bucket), max(bucket), interval '" ~ width ~ "')),"
         ~ " string_agg(quote_literal(bucket::text), ', ' order by bucket) from buckets"
@@ -175,7 +190,7 @@
 {#-
     Where to start refreshing a continuous aggregate after an incremental build: the start of
     the first UTC day holding rows of its fact landed since its newest materialized row
-    (minus the lookback), as a SQL literal; none if nothing new.
+    (`aggregate_watermark`), as a SQL literal; none if nothing new.
 -#}
 {% macro continuous_aggregate_refresh_start(aggregate) %}
     {%- set facts = [] -%}
@@ -196,7 +211,7 @@
     {%- set start = run_query(
         "select date_trunc('day', min(" ~ time ~ "), 'UTC')::text from "
         ~ adapter.get_relation(fact.database, fact.schema, fact.alias)
-        ~ " where _loaded_at > " ~ new_rows_since(aggregate)
+        ~ " where _loaded_at > " ~ aggregate_watermark(aggregate)
     ).columns[0].values()[0] -%}
     {{ return(none if start is none else "timestamptz '" ~ start ~ "'") }}
 {% endmacro %}
