@@ -52,9 +52,9 @@ LANDING_SCHEMA = "landing"
 # That watermark misses nothing without a lookback, because a load and a build exclude each
 # other on the landing table: a load takes ROW EXCLUSIVE on it before writing, and stamps its
 # rows with the time of its COPY statement (not of its transaction's start), so after it
-# holds the lock; a build takes SHARE on the tables it reads (the dbt macro
+# holds the lock; a build's read takes SHARE on the tables it reads (the dbt macro
 # `lock_loaded_tables`), which waits for the loads in flight to commit and holds back new
-# ones until the build commits. A load the build did not see thus stamps its rows later
+# ones until the read commits. A load the build did not see thus stamps its rows later
 # than any row the build saw.
 LOADED_AT = "_loaded_at"
 LOADED_AT_DEFAULT = "statement_timestamp()"
@@ -141,7 +141,8 @@ def ensure_landing_tables(
 
     Idempotent. A column added to the source table since the table was created is added to
     it (nullable); nothing is dropped or retyped. Existing tables are only altered when a
-    column is missing, so this takes no exclusive lock on the tables of a running load.
+    column is missing or ``_loaded_at`` has the old default; otherwise this takes no
+    exclusive lock on the tables of a running load.
     """
     tables: list[str] = []
     with conn.transaction(), conn.cursor() as cursor:

@@ -219,6 +219,29 @@ def test_every_entity_of_every_module_gets_its_table_and_window_index(
     assert landing_columns(COSTS)["cost_usd"] == "numeric(38,6)"
 
 
+def test_a_load_stamps_its_rows_when_its_copy_runs_and_an_old_default_is_replaced(
+    conn: psycopg.Connection[Any],
+) -> None:
+    """`_loaded_at` is the time of the statement that writes the rows, after the load's
+    lock, not of its transaction's start; a table from before gets that default once."""
+    table = landing_table("observatory", "metrics")
+    default = (
+        "select pg_get_expr(adbin, adrelid) from pg_attrdef join pg_attribute"
+        " on attrelid = adrelid and attnum = adnum"
+        " where adrelid = %s::regclass and attname = '_loaded_at'"
+    )
+    assert conn.execute(default, (table,)).fetchone() == ("statement_timestamp()",)
+    conn.execute(f"alter table {table} alter column _loaded_at set default now()")
+    ensure_landing_tables(conn)
+    assert conn.execute(default, (table,)).fetchone() == ("statement_timestamp()",)
+    conn.execute("select pg_sleep(0.05)")  # in a transaction begun before this statement
+    stamped = conn.execute(
+        f"insert into {table} (event_id) values ('e-1') returning _loaded_at, now()"
+    ).fetchone()
+    assert stamped is not None and stamped[0] > stamped[1]
+    conn.rollback()
+
+
 def test_the_newest_load_is_found_by_index_and_an_old_brin_index_is_replaced(
     conn: psycopg.Connection[Any],
 ) -> None:

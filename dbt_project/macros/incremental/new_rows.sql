@@ -16,9 +16,10 @@
 {#-
     The `_loaded_at` after which rows are new to `relation` (built before): its newest row's
     `_loaded_at` minus var('incremental_lookback'): not to catch late loads (see `new_rows`)
-    but to join the recent facts again to asset states delivered after them. Read first and written as a literal, not
-    as a subquery: the planner then estimates the filter from its statistics and takes the
-    `_loaded_at` indexes, where a subquery's unknown value makes it scan all of history.
+    but to join the recent facts again to asset states delivered after them. Read first
+    and written as a literal, not as a subquery: the planner then estimates the filter from
+    its statistics and takes the `_loaded_at` indexes, where a subquery's unknown value
+    makes it scan all of history.
 -#}
 {% macro new_rows_since(relation) %}
     {%- set lookback = "interval '" ~ var('incremental_lookback') ~ "'" -%}
