@@ -367,12 +367,10 @@ def load_windows(
     with conn.transaction(), conn.cursor() as cursor:
         # All its tables at once, in the order builds lock them (by name), so that a load
         # and a build waiting for each other's tables cannot deadlock.
-        tables = sorted(
-            landing_table(module_.name, _resolve(module_, entity)[1].name) for entity in chosen
-        )
+        names = sorted(_table_name(module_.name, _resolve(module_, e)[1].name) for e in chosen)
         cursor.execute(
             sql.SQL("lock table {} in row exclusive mode").format(
-                sql.SQL(", ").join(sql.Identifier(*t.split(".")) for t in tables)
+                sql.SQL(", ").join(sql.Identifier(LANDING_SCHEMA, name) for name in names)
             )
         )
         return [load_window(conn, lake, module_, entity, window) for entity in chosen]
