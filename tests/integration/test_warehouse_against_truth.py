@@ -638,11 +638,36 @@ def test_every_fact_partition_has_the_facts_indexes_and_nothing_is_left_over(
         assert row["indexes"] == row["attached"] == parent_indexes[row["fact"]] >= 2, row
     leftovers = built.query(
         "select relname from pg_class where relnamespace = 'analytics'::regnamespace"
-        " and relname like '%\\_\\_rebuild%'"
+        " and (relname like '%\\_\\_rebuild%' or relname like '%\\_\\_new\\_rows%')"
         " union all select conname from pg_constraint"
         " where connamespace = 'analytics'::regnamespace and conname like '%\\_bounds'"
     )
     assert leftovers == []
+
+
+def test_the_partition_taking_most_new_rows_is_the_new_rows_table_itself(
+    built: Warehouse,
+) -> None:
+    """A fact's new rows are written once: the table dbt reads them into, ``<fact>__new_rows``
+    (not a temporary table), becomes the rebuilt partition that takes most of them; the
+    others are rebuilt from it, and it is dropped where no partition is rebuilt."""
+    before = _marts_without_load_times(built)
+    built.ingest_and_load(WINDOWS[:1])
+    built.dbt_build("--vars", "{fact_rebuild_share: 0}")  # every partition a load touches
+    merge = (
+        built.root / "target/run/llm_analytics_hub/models/marts/observability/fct_requests.sql"
+    ).read_text()
+    adopted = r'alter table \S*"fct_requests__new_rows" rename to fct_requests_p\d{8}\b'
+    assert re.search(adopted, merge), merge
+    assert _marts_without_load_times(built) == before
+    built.ingest_and_load(WINDOWS[:1])
+    built.dbt_build("--vars", "{fact_rebuild_share: 1000000}")  # rows inserted, none rebuilt
+    merge = (
+        built.root / "target/run/llm_analytics_hub/models/marts/observability/fct_requests.sql"
+    ).read_text()
+    assert re.search(r'drop table \S*"fct_requests__new_rows"', merge)
+    assert _marts_without_load_times(built) == before
+    assert built.query("select relname from pg_class where relname like '%\\_\\_new\\_rows'") == []
 
 
 def test_key_tests_check_the_newest_loads_and_catch_a_duplicate_among_them(

@@ -8,8 +8,9 @@
     - TimescaleDB: into the hypertable, which routes rows to their chunks;
     - PostgreSQL: a partition (a day or an hour: the fact's partition span) that is new, or
       that the new rows would grow by more than var('fact_rebuild_share'), is rebuilt (see
-      `rebuild_partition`); the other partitions' rows are inserted into the partitioned
-      table.
+      `rebuild_partition`; the one that takes most new rows is made of the new rows' table
+      itself: `adopt_new_rows`); the other partitions' rows are inserted into the
+      partitioned table.
 -#}
 {% macro get_incremental_hub_merge_sql(arg_dict) %}
     {%- set target = arg_dict['target_relation'] -%}
@@ -21,7 +22,8 @@
     {%- set columns = arg_dict['dest_columns'] | map(attribute='quoted') | join(', ') -%}
     {%- set parts = new_rows_by_partition(target, source, fact) -%}
     {%- if parts | length == 0 -%}
-        {{ return('select 0 as nothing_new') }}
+        {{ return(('drop table ' ~ source ~ '; ' if keeps_new_rows() else '')
+                  ~ 'select 0 as nothing_new') }}
     {%- endif -%}
     {#- a join, not `key in (select ...)`: the planner may then hash the few target rows in
         the time range rather than every new key -#}
@@ -140,10 +142,17 @@
             {%- set existing = partition_rows(partition) if part.exists else none -%}
             {%- if existing is none or part.rows > var('fact_rebuild_share') * existing -%}
                 {%- do rebuilt.append(part) -%}
-                {{ rebuild_partition(target, partition, source, fact, columns, part) }}
             {%- endif -%}
         {%- endfor -%}
     {%- endif -%}
+    {#- the new rows' table becomes the partition that takes most of them -#}
+    {%- set kept = keeps_new_rows() -%}
+    {%- set adopted = (rebuilt | sort(attribute='rows') | last)
+        if kept and rebuilt and same_columns(source, target) else none -%}
+    {%- for part in rebuilt if adopted is none or part.name != adopted.name %}
+    {{ rebuild_partition(target, target.incorporate(path={'identifier': part.name}),
+                         source, fact, columns, part) }}
+    {%- endfor %}
     {%- if rebuilt | length < parts | length %}
     insert into {{ target }} ({{ columns }})
     select {{ columns }} from {{ source }}
@@ -153,30 +162,30 @@
         {{- ')' if loop.last }}
     {%- endfor %};
     {%- endif %}
+    {%- if adopted is not none %}
+    {{ adopt_new_rows(target, target.incorporate(path={'identifier': adopted.name}),
+                      source, fact, columns, adopted, alone=parts | length == 1) }}
+    {%- elif kept %}
+    drop table {{ source }};
+    {%- endif %}
 {% endmacro %}
 
 {#-
     PostgreSQL: a partition of `target` built whole: a new table takes the partition's
     rows left after the delete and its new rows, then its indexes are built in bulk
-    (a sort per index), and it replaces the partition. Inserting millions of rows into a
-    table with four indexes costs a B-tree descent per row per index, several times the
-    cost of building the same indexes afresh. A CHECK constraint equal to the partition's
-    bounds spares ATTACH a scan. The swap runs last, in the build's transaction, so readers
-    wait only for it, and see the old partition or the new one.
+    (a sort per index), and it replaces the partition (`swap_partition`). Inserting millions
+    of rows into a table with four indexes costs a B-tree descent per row per index, several
+    times the cost of building the same indexes afresh. A CHECK constraint equal to the
+    partition's bounds spares ATTACH a scan.
 -#}
 {% macro rebuild_partition(target, partition, source, fact, columns, part) %}
     {%- set time = fact.time_column -%}
-    {%- set lower = "'" ~ part.start ~ "'" -%}
-    {%- set upper = "'" ~ part.end ~ "'" -%}
     {%- set building = partition.incorporate(
         path={'identifier': partition.identifier ~ '__rebuild'}) -%}
-    {%- set indexes = fact_index_columns(fact) -%}
-    set local maintenance_work_mem = '{{ var("fact_rebuild_memory") }}';
     drop table if exists {{ building }};
     create table {{ building }} (
         like {{ target }} including defaults,
-        constraint {{ building.identifier }}_bounds
-            check ({{ time }} is not null and {{ time }} >= {{ lower }} and {{ time }} < {{ upper }})
+        constraint {{ building.identifier }}_bounds check ({{ in_partition(time, part) }})
     );
     {%- if part.exists %}
     insert into {{ building }} ({{ columns }})
@@ -184,24 +193,75 @@
     {%- endif %}
     insert into {{ building }} ({{ columns }})
     select {{ columns }} from {{ source }}
-    where {{ time }} >= {{ lower }} and {{ time }} < {{ upper }};
+    where {{ in_partition(time, part) }};
+    {{ swap_partition(target, partition, building, fact, part) }}
+{% endmacro %}
+
+{#-
+    PostgreSQL: the partition that takes most of the new rows, built from the new rows'
+    table itself (`keeps_new_rows`): the rows of other partitions leave it (they have been
+    merged), the partition's rows left after the delete join it, and it replaces the
+    partition (`swap_partition`). The new rows are not copied again.
+-#}
+{% macro adopt_new_rows(target, partition, source, fact, columns, part, alone) %}
+    {%- set time = fact.time_column -%}
+    {%- if not alone %}
+    delete from {{ source }} where not ({{ in_partition(time, part) }});
+    {%- endif %}
+    {%- if part.exists %}
+    insert into {{ source }} ({{ columns }})
+    select {{ columns }} from {{ partition }};
+    {%- endif %}
+    alter table {{ source }} add constraint {{ source.identifier }}_bounds
+        check ({{ in_partition(time, part) }});
+    {{ swap_partition(target, partition, source, fact, part) }}
+{% endmacro %}
+
+{#- A fact row's time within a partition's bounds (`part`, as new_rows_by_partition). -#}
+{% macro in_partition(time, part) -%}
+    {{ time }} is not null and {{ time }} >= '{{ part.start }}' and {{ time }} < '{{ part.end }}'
+{%- endmacro %}
+
+{#-
+    PostgreSQL: `built` (a table with the CHECK constraint `<built>_bounds` of the
+    partition's bounds, which spares ATTACH a scan) gets the fact's indexes, built in bulk,
+    and replaces `partition` under its name. The swap runs last, in the build's transaction,
+    so readers wait only for it, and see the old partition or the new one.
+-#}
+{% macro swap_partition(target, partition, built, fact, part) %}
+    {%- set indexes = fact_index_columns(fact) -%}
+    set local maintenance_work_mem = '{{ var("fact_rebuild_memory") }}';
     {%- for index in indexes %}
-    create index {{ building.identifier }}_i{{ loop.index }} on {{ building }} ({{ index }});
+    create index {{ built.identifier }}_i{{ loop.index }} on {{ built }} ({{ index }});
     {%- endfor %}
     {%- if part.exists %}
     drop table {{ partition }};
     {%- endif %}
-    alter table {{ building }} rename to {{ partition.identifier }};
+    alter table {{ built }} rename to {{ partition.identifier }};
     {%- for index in indexes %}
-    alter index {{ partition.schema }}.{{ building.identifier }}_i{{ loop.index }}
+    alter index {{ partition.schema }}.{{ built.identifier }}_i{{ loop.index }}
         rename to {{ partition.identifier }}_i{{ loop.index }};
     {%- endfor %}
-    alter table {{ partition }} rename constraint {{ building.identifier }}_bounds
+    alter table {{ partition }} rename constraint {{ built.identifier }}_bounds
         to {{ partition.identifier }}_bounds;
     alter table {{ target }} attach partition {{ partition }}
-        for values from ({{ lower }}) to ({{ upper }});
+        for values from ('{{ part.start }}') to ('{{ part.end }}');
     alter table {{ partition }} drop constraint {{ partition.identifier }}_bounds;
     analyze {{ partition }};
+{% endmacro %}
+
+{#- Whether `relation` has the columns of `target`, by name and type, and no others: what a
+    table needs to become one of its partitions. -#}
+{% macro same_columns(relation, target) %}
+    {%- set found = [] -%}
+    {%- for table in [relation, target] -%}
+        {%- set columns = [] -%}
+        {%- for column in adapter.get_columns_in_relation(table) -%}
+            {%- do columns.append(column.name ~ ' ' ~ column.data_type) -%}
+        {%- endfor -%}
+        {%- do found.append(columns | sort) -%}
+    {%- endfor -%}
+    {{ return(found[0] == found[1]) }}
 {% endmacro %}
 
 {#- PostgreSQL: the rows of a table, from its statistics (counted if it has none yet);

@@ -98,8 +98,40 @@
     model's landing locks in the same statement string. The profile's autocommit sends no
     BEGIN, so the string is the transaction (an implicit one): the locks are held while the
     rows are read, and released when they have been.
+    A fact on PostgreSQL keeps its new rows in a table of its schema (`keeps_new_rows`): one
+    that a failed build left is dropped first.
 -#}
 {% macro postgres__create_table_as(temporary, relation, sql) -%}
+    {%- if temporary and keeps_new_rows() %}
+    drop table if exists {{ relation }};
+    {{ lock_loaded_tables() }}
+    {{ dbt.postgres__create_table_as(False, relation, sql) }}
+    {%- else %}
     {{ lock_loaded_tables() }}
     {{ dbt.postgres__create_table_as(temporary, relation, sql) }}
+    {%- endif %}
 {%- endmacro %}
+
+{#-
+    PostgreSQL facts (incremental_strategy='hub_merge'): the build writes its new rows to
+    `<fact>__new_rows`, a table of the fact's schema, where dbt would write a temporary table.
+    A partition that the merge rebuilds whole then takes that table as it stands, with the
+    partition's old rows added to it (`adopt_new_rows`), so the rows of a big hour are written
+    once, not into a temporary table and again into the partition. (A temporary table cannot
+    become a partition of a permanent one.) The merge drops it when no partition takes it.
+    Builds of one fact run one at a time (the transform DAG runs once at a time), so one name
+    serves.
+-#}
+{% macro keeps_new_rows() %}
+    {{ return(execute and model is defined and model.config.materialized == 'incremental'
+              and model.config.get('incremental_strategy') == 'hub_merge'
+              and warehouse_kind() == 'postgres') }}
+{% endmacro %}
+
+{% macro postgres__make_temp_relation(base_relation, suffix) %}
+    {%- if keeps_new_rows() -%}
+        {{ return(base_relation.incorporate(
+            path={'identifier': base_relation.identifier ~ '__new_rows'})) }}
+    {%- endif -%}
+    {{ return(dbt.postgres__make_temp_relation(base_relation, suffix)) }}
+{% endmacro %}
