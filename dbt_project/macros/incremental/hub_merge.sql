@@ -8,8 +8,8 @@
     - TimescaleDB: into the hypertable, which routes rows to their chunks;
     - PostgreSQL: a partition (a day or an hour: the fact's partition span) that is new, or
       that the new rows would grow by more than var('fact_rebuild_share'), is rebuilt (see
-      `rebuild_partition`; the one that takes most new rows is made of the new rows' table
-      itself: `adopt_new_rows`); the other partitions' rows are inserted into the
+      `rebuild_partition`; one that takes nearly all the new rows is made of the new rows'
+      table itself: `adopt_new_rows`); the other partitions' rows are inserted into the
       partitioned table.
 -#}
 {% macro get_incremental_hub_merge_sql(arg_dict) %}
@@ -145,10 +145,14 @@
             {%- endif -%}
         {%- endfor -%}
     {%- endif -%}
-    {#- the new rows' table becomes the partition that takes most of them -#}
+    {#- the new rows' table becomes the rebuilt partition that takes nearly all of them: the
+        rows it sheds for other partitions would stay in it as dead space (a backfill of
+        many days is copied partition by partition, as before) -#}
     {%- set kept = keeps_new_rows() -%}
-    {%- set adopted = (rebuilt | sort(attribute='rows') | last)
-        if kept and rebuilt and same_columns(source, target) else none -%}
+    {%- set largest = (rebuilt | sort(attribute='rows') | last) if rebuilt else none -%}
+    {%- set adopted = largest if kept and largest is not none
+        and largest.rows >= 0.9 * (parts | sum(attribute='rows'))
+        and same_columns(source, target) else none -%}
     {%- for part in rebuilt if adopted is none or part.name != adopted.name %}
     {{ rebuild_partition(target, target.incorporate(path={'identifier': part.name}),
                          source, fact, columns, part) }}
@@ -198,10 +202,11 @@
 {% endmacro %}
 
 {#-
-    PostgreSQL: the partition that takes most of the new rows, built from the new rows'
-    table itself (`keeps_new_rows`): the rows of other partitions leave it (they have been
-    merged), the partition's rows left after the delete join it, and it replaces the
-    partition (`swap_partition`). The new rows are not copied again.
+    PostgreSQL: the partition that takes nearly all the new rows (90 %: an hourly build's
+    new hour), built from the new rows' table itself (`keeps_new_rows`): the few rows of
+    other partitions leave it (they have been merged), the partition's rows left after the
+    delete join it, and it replaces the partition (`swap_partition`). The new rows are not
+    copied again.
 -#}
 {% macro adopt_new_rows(target, partition, source, fact, columns, part, alone) %}
     {%- set time = fact.time_column -%}

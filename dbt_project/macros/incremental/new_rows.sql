@@ -115,9 +115,10 @@
 {#-
     PostgreSQL facts (incremental_strategy='hub_merge'): the build writes its new rows to
     `<fact>__new_rows`, a table of the fact's schema, where dbt would write a temporary table.
-    A partition that the merge rebuilds whole then takes that table as it stands, with the
-    partition's old rows added to it (`adopt_new_rows`), so the rows of a big hour are written
-    once, not into a temporary table and again into the partition. (A temporary table cannot
+    A partition that the merge rebuilds whole and that takes nearly all the new rows then
+    takes that table as it stands, with the partition's old rows added to it
+    (`adopt_new_rows`), so the rows of a big hour are written once, not into a temporary
+    table and again into the partition. (A temporary table cannot
     become a partition of a permanent one.) The merge drops it when no partition takes it.
     Builds of one fact run one at a time (the transform DAG runs once at a time), so one name
     serves.
