@@ -19,10 +19,9 @@
     {%- set time = fact.time_column -%}
     {%- set key = arg_dict['unique_key'] -%}
     {%- set key = [key] if key is string else key -%}
-    {%- set columns = arg_dict['dest_columns'] | map(attribute='quoted') | join(', ') -%}
     {%- set parts = new_rows_by_partition(target, source, fact) -%}
     {%- if parts | length == 0 -%}
-        {{ return(('drop table ' ~ source ~ '; ' if keeps_new_rows() else '')
+        {{ return(('drop table ' ~ source ~ '; ' if is_kept_new_rows(source) else '')
                   ~ 'select 0 as nothing_new') }}
     {%- endif -%}
     {#- a join, not `key in (select ...)`: the planner may then hash the few target rows in
@@ -33,7 +32,8 @@
     {%- if fact.time_is_stable %}
         and facts.{{ time }} between '{{ parts[0].first }}' and '{{ parts[-1].last }}'
     {%- endif %};
-    {{ warehouse_dispatch('insert_fact_rows')(target, source, fact, columns, parts) }}
+    {{ warehouse_dispatch('insert_fact_rows')(target, source, fact,
+                                              arg_dict['dest_columns'], parts) }}
 {% endmacro %}
 
 {#-
@@ -127,13 +127,15 @@
     {{ return(parts) }}
 {% endmacro %}
 
-{% macro timescaledb__insert_fact_rows(target, source, fact, columns, parts) %}
+{% macro timescaledb__insert_fact_rows(target, source, fact, dest_columns, parts) %}
+    {%- set columns = dest_columns | map(attribute='quoted') | join(', ') -%}
     insert into {{ target }} ({{ columns }})
     select {{ columns }} from {{ source }};
 {% endmacro %}
 
-{% macro postgres__insert_fact_rows(target, source, fact, columns, parts) %}
+{% macro postgres__insert_fact_rows(target, source, fact, dest_columns, parts) %}
     {%- set time = fact.time_column -%}
+    {%- set columns = dest_columns | map(attribute='quoted') | join(', ') -%}
     {%- set rebuilt = [] -%}
     {#- a table from before partitioning: the post-hook fact_storage() converts it -#}
     {%- if is_partitioned(target) -%}
@@ -148,11 +150,11 @@
     {#- the new rows' table becomes the rebuilt partition that takes nearly all of them: the
         rows it sheds for other partitions would stay in it as dead space (a backfill of
         many days is copied partition by partition, as before) -#}
-    {%- set kept = keeps_new_rows() -%}
+    {%- set kept = is_kept_new_rows(source) -%}
     {%- set largest = (rebuilt | sort(attribute='rows') | last) if rebuilt else none -%}
     {%- set adopted = largest if kept and largest is not none
         and largest.rows >= 0.9 * (parts | sum(attribute='rows'))
-        and same_columns(source, target) else none -%}
+        and same_columns(source, dest_columns) else none -%}
     {%- for part in rebuilt if adopted is none or part.name != adopted.name %}
     {{ rebuild_partition(target, target.incorporate(path={'identifier': part.name}),
                          source, fact, columns, part) }}
@@ -255,16 +257,16 @@
     analyze {{ partition }};
 {% endmacro %}
 
-{#- Whether `relation` has the columns of `target`, by name and type, and no others: what a
-    table needs to become one of its partitions. -#}
-{% macro same_columns(relation, target) %}
+{#- Whether `relation` has the fact's columns (`dest_columns`, as dbt read them from the
+    fact), by name and type, and no others: what a table needs to become a partition. -#}
+{% macro same_columns(relation, dest_columns) %}
     {%- set found = [] -%}
-    {%- for table in [relation, target] -%}
-        {%- set columns = [] -%}
-        {%- for column in adapter.get_columns_in_relation(table) -%}
-            {%- do columns.append(column.name ~ ' ' ~ column.data_type) -%}
+    {%- for columns in [adapter.get_columns_in_relation(relation), dest_columns] -%}
+        {%- set typed = [] -%}
+        {%- for column in columns -%}
+            {%- do typed.append(column.name ~ ' ' ~ column.data_type) -%}
         {%- endfor -%}
-        {%- do found.append(columns | sort) -%}
+        {%- do found.append(typed | sort) -%}
     {%- endfor -%}
     {{ return(found[0] == found[1]) }}
 {% endmacro %}

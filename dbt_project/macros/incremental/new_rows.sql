@@ -102,14 +102,12 @@
     that a failed build left is dropped first.
 -#}
 {% macro postgres__create_table_as(temporary, relation, sql) -%}
-    {%- if temporary and keeps_new_rows() %}
+    {%- set kept = temporary and is_kept_new_rows(relation) %}
+    {%- if kept %}
     drop table if exists {{ relation }};
-    {{ lock_loaded_tables() }}
-    {{ dbt.postgres__create_table_as(False, relation, sql) }}
-    {%- else %}
-    {{ lock_loaded_tables() }}
-    {{ dbt.postgres__create_table_as(temporary, relation, sql) }}
     {%- endif %}
+    {{ lock_loaded_tables() }}
+    {{ dbt.postgres__create_table_as(temporary and not kept, relation, sql) }}
 {%- endmacro %}
 
 {#-
@@ -127,6 +125,13 @@
     {{ return(execute and model is defined and model.config.materialized == 'incremental'
               and model.config.get('incremental_strategy') == 'hub_merge'
               and warehouse_kind() == 'postgres') }}
+{% endmacro %}
+
+{#- Whether `relation`, an incremental build's temp relation, is the new rows' table that
+    `postgres__make_temp_relation` kept in the fact's schema: dbt's temporary relations have
+    no schema. Decided once, there; read from the relation everywhere else. -#}
+{% macro is_kept_new_rows(relation) %}
+    {{ return(relation.schema is not none) }}
 {% endmacro %}
 
 {% macro postgres__make_temp_relation(base_relation, suffix) %}
