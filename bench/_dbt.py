@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -22,7 +23,7 @@ import psycopg
 from psycopg import sql
 
 from analytics_hub.stack.net import project_root
-from analytics_hub.stack.postgres import PrivatePostgres
+from analytics_hub.stack.postgres import PrivatePostgres, find_bindir
 
 DATABASE = "warehouse_bench"
 # On top of PrivatePostgres's durability-off defaults: room for bulk loads, index builds
@@ -48,13 +49,99 @@ BULK_SETTINGS: dict[str, str] = {
 }
 
 
+# pg_stat_statements, where the server has it (PostgreSQL's contrib): the time of every
+# statement a timed build sends, each statement of dbt's multi-statement strings apart
+# (`print_statements`).
+STATEMENT_SETTINGS: dict[str, str] = {
+    "shared_preload_libraries": "pg_stat_statements",
+    "pg_stat_statements.track": "all",
+    "pg_stat_statements.track_utility": "on",
+}
+
+
 def start_cluster(work: Path, overrides: dict[str, str] | None = None) -> PrivatePostgres:
-    """A private cluster in ``work/pg`` with ``BULK_SETTINGS`` (and ``overrides``) and the
-    bench database."""
+    """A private cluster in ``work/pg`` with ``BULK_SETTINGS`` (``STATEMENT_SETTINGS`` where
+    the server has pg_stat_statements, and ``overrides``) and the bench database."""
     work.chmod(0o755)  # PostgreSQL runs as an unprivileged account when we are root
-    pg = PrivatePostgres(work / "pg", settings=BULK_SETTINGS | (overrides or {})).start()
+    bindir = find_bindir()
+    counted = STATEMENT_SETTINGS if _has_pg_stat_statements(bindir) else {}
+    settings = BULK_SETTINGS | counted | (overrides or {})
+    pg = PrivatePostgres(work / "pg", bindir=bindir, settings=settings).start()
     pg.create_database(DATABASE)
+    if counted:
+        with psycopg.connect(pg.dsn(DATABASE), autocommit=True) as conn:
+            conn.execute("create extension if not exists pg_stat_statements")
     return pg
+
+
+def _has_pg_stat_statements(bindir: Path) -> bool:
+    try:
+        libdir = subprocess.run(
+            [str(bindir / "pg_config"), "--pkglibdir"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return False
+    return (Path(libdir) / "pg_stat_statements.so").is_file()
+
+
+@dataclass(frozen=True)
+class Statement:
+    seconds: float
+    calls: int
+    text: str  # compacted: comments dropped, whitespace collapsed
+
+
+def reset_statements(dsn: str) -> None:
+    """Forget the statements counted so far (no-op without pg_stat_statements)."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        if _counting(conn):
+            conn.execute("select pg_stat_statements_reset()")
+
+
+def slowest_statements(dsn: str, count: int) -> list[Statement]:
+    """The ``count`` statements of the bench database that took longest since the last
+    ``reset_statements`` (total over their calls); [] without pg_stat_statements."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        if not _counting(conn):
+            return []
+        rows = conn.execute(
+            """
+            select total_exec_time / 1000, calls, query
+            from pg_stat_statements
+            where dbid = (select oid from pg_database where datname = current_database())
+              and position('pg_stat_statements' in query) = 0
+            order by total_exec_time desc
+            limit %s
+            """,
+            (count,),
+        ).fetchall()
+    return [
+        Statement(float(s), int(c), _compact(q).replace(f'"{DATABASE}".', "")) for s, c, q in rows
+    ]
+
+
+def _counting(conn: psycopg.Connection[Any]) -> bool:
+    row = conn.execute("select 1 from pg_extension where extname = 'pg_stat_statements'").fetchone()
+    return row is not None
+
+
+def _compact(query: str) -> str:
+    without_comments = re.sub(r"/\*.*?\*/|--[^\n]*", " ", query, flags=re.S)
+    return " ".join(without_comments.split())
+
+
+def print_statements(statements: list[Statement], width: int = 120) -> None:
+    """The slowest statements of a timed build, as ``slowest_statements`` found them."""
+    if not statements:
+        return
+    print(
+        f"  {'statement (pg_stat_statements; slowest first)':<{width}} {'calls':>5} {'seconds':>8}"
+    )
+    for statement in statements:
+        text = (
+            statement.text if len(statement.text) <= width else statement.text[: width - 3] + "..."
+        )
+        print(f"  {text:<{width}} {statement.calls:>5} {statement.seconds:>8.2f}")
 
 
 # Bytes on disk per telemetry record, indexes included (measured on generated history; the

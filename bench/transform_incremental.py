@@ -31,7 +31,9 @@ How, in one private PostgreSQL cluster (durability off, tuned for bulk work):
 
 It prints one table (contender, rows, seconds, rows/s; the rows are the landing rows the
 build had to take in) and, per timed build, its slowest nodes from dbt's
-``run_results.json`` (models and tests). The dbt project is snapshotted at the start, so
+``run_results.json`` (models and tests) and its slowest database statements, each statement
+of dbt's multi-statement strings apart (``pg_stat_statements``, where the server has it).
+The dbt project is snapshotted at the start, so
 edits to ``dbt_project/`` during the run do not change it.
 """
 
@@ -50,10 +52,14 @@ from _dbt import (
     DATABASE,
     Dbt,
     DbtRun,
+    Statement,
     name_values,
     print_sizes,
     print_slowest,
+    print_statements,
     release,
+    reset_statements,
+    slowest_statements,
     start_cluster,
     warn_if_short_of_disk,
 )
@@ -76,6 +82,7 @@ class Timed:
     history: str
     rows: int  # landing rows the build took in
     run: DbtRun
+    statements: list[Statement]  # its slowest database statements
 
 
 def main() -> None:
@@ -192,9 +199,11 @@ def main() -> None:
             return span
 
         def build(contender: str, history: str, rows: int, *extra: str) -> DbtRun:
+            reset_statements(dsn)
             run = dbt.run("build", *vars_args, *extra)
             print(f"{contender}: {run.seconds:.1f} s", flush=True)
-            timed.append(Timed(contender, history, rows, run))
+            statements = slowest_statements(dsn, args.slowest)
+            timed.append(Timed(contender, history, rows, run, statements))
             return run
 
         first_days = early or args.days
@@ -280,6 +289,7 @@ def report(timed: list[Timed], args: argparse.Namespace, early: int) -> None:
     for t in timed:
         if t.contender.startswith(("incremental", "full")):
             print_slowest(t.run, f"{t.contender}, {t.history} of history", args.slowest)
+            print_statements(t.statements)
 
 
 if __name__ == "__main__":
