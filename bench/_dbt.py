@@ -88,7 +88,7 @@ def _has_pg_stat_statements(bindir: Path) -> bool:
 class Statement:
     seconds: float
     calls: int
-    text: str  # compacted: comments dropped, whitespace collapsed
+    text: str  # `_compact`
 
 
 def reset_statements(dsn: str) -> None:
@@ -115,9 +115,7 @@ def slowest_statements(dsn: str, count: int) -> list[Statement]:
             """,
             (count,),
         ).fetchall()
-    return [
-        Statement(float(s), int(c), _compact(q).replace(f'"{DATABASE}".', "")) for s, c, q in rows
-    ]
+    return [Statement(float(s), int(c), _compact(q)) for s, c, q in rows]
 
 
 def _counting(conn: psycopg.Connection[Any]) -> bool:
@@ -126,8 +124,9 @@ def _counting(conn: psycopg.Connection[Any]) -> bool:
 
 
 def _compact(query: str) -> str:
+    """One line: comments dropped, whitespace collapsed, the bench database's name left out."""
     without_comments = re.sub(r"/\*.*?\*/|--[^\n]*", " ", query, flags=re.S)
-    return " ".join(without_comments.split())
+    return " ".join(without_comments.split()).replace(f'"{DATABASE}".', "")
 
 
 def print_statements(statements: list[Statement], width: int = 120) -> None:

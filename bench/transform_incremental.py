@@ -33,8 +33,8 @@ It prints one table (contender, rows, seconds, rows/s; the rows are the landing 
 build had to take in) and, per timed build, its slowest nodes from dbt's
 ``run_results.json`` (models and tests) and its slowest database statements, each statement
 of dbt's multi-statement strings apart (``pg_stat_statements``, where the server has it).
-The dbt project is snapshotted at the start, so
-edits to ``dbt_project/`` during the run do not change it.
+The dbt project is snapshotted at the start, so edits to ``dbt_project/`` during the run
+do not change it.
 """
 
 from __future__ import annotations
