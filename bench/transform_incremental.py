@@ -124,7 +124,7 @@ def main() -> None:
         action="append",
         default=[],
         metavar="NAME=VALUE",
-        help="a dbt var for every build (repeatable), e.g. incremental_lookback='10 minutes' "
+        help="a dbt var for every build (repeatable), e.g. asset_state_lookback='10 minutes' "
         "or 'fact_partition_span={observatory: 1 hour}'",
     )
     parser.add_argument(

@@ -22,6 +22,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from asset_states import ASSET_FACTS, deliver_asset_state, facts_off_their_asset_state
 
 from analytics_hub import warehouse
 from analytics_hub.connectors import Endpoint, ModuleClient
@@ -286,3 +287,35 @@ def test_retention_compression_and_a_late_repull_keep_both_paths_equal(
             )
             == before
         ), target.name
+
+
+def test_an_asset_state_delivered_late_reaches_compressed_facts_on_both_paths(
+    warehouses: tuple[Target, Target, Lake],
+) -> None:
+    """A registry state delivered after its facts were merged (and, on TimescaleDB,
+    compressed) updates them alike on both paths (`refresh_asset_columns`)."""
+    postgres, timescale, _ = warehouses
+    # the last request of the compressed window's busiest asset: a state from its time on
+    # covers it, whatever states the registry sent after it
+    asset, renamed_at = postgres.rows(
+        "select asset_id, max(event_time) from analytics.fct_requests"
+        f" where event_time >= '{COMPRESSED.start}' and event_time < '{COMPRESSED.end}'"
+        " and asset_name is not null group by 1 order by count(*) desc, 1 limit 1"
+    )[0]
+    for target in (postgres, timescale):
+        deliver_asset_state(target.dsn, asset, renamed_at, asset_name="renamed-late")
+        target.dbt("build", "--select", "dim_assets", *ASSET_FACTS)
+        assert facts_off_their_asset_state(target.dsn) == dict.fromkeys(ASSET_FACTS, 0)
+        renamed = target.rows(
+            "select count(*) from analytics.fct_requests where asset_name = 'renamed-late'"
+            f" and asset_id = '{asset}' and event_time = '{renamed_at.isoformat()}'"
+        )
+        assert renamed[0][0] > 0, target.name
+    assert (
+        timescale.rows(
+            "select count(*) from timescaledb_information.chunks"
+            " where hypertable_name = 'fct_requests' and is_compressed"
+        )[0][0]
+        >= 1
+    ), "no compressed chunk left to update"
+    assert_same_marts(postgres, timescale)

@@ -23,6 +23,7 @@ from typing import Any
 import polars as pl
 import psycopg
 import pytest
+from asset_states import ASSET_FACTS, deliver_asset_state, facts_off_their_asset_state
 from psycopg.rows import dict_row
 
 from analytics_hub import warehouse
@@ -547,7 +548,7 @@ def test_builds_and_loads_lock_each_other_out_so_the_watermark_misses_no_load(
     built: Warehouse, private_pg: PrivatePostgres, tmp_path: Path
 ) -> None:
     """A fact's build reads the rows landed after the newest `_loaded_at` it holds, and
-    misses no load (with no lookback: incremental_lookback 0), in either order of the two:
+    misses no load (with no lookback), in either order of the two:
 
     - a load in flight when a build starts: the build waits for it to commit, then takes
       its rows;
@@ -559,7 +560,7 @@ def test_builds_and_loads_lock_each_other_out_so_the_watermark_misses_no_load(
     house.dbt_build()
     landing = warehouse.landing_table("observatory", "metrics")
     newest_fact = "select max(_loaded_at) from analytics.fct_requests"
-    build = ("build", "--select", "fct_requests", "--vars", "{incremental_lookback: 0 seconds}")
+    build = ("build", "--select", "fct_requests")
 
     # A re-load of the first window (a re-pull) in flight: uncommitted when the build starts.
     with psycopg.connect(house.dsn) as loading:
@@ -602,6 +603,61 @@ def test_builds_and_loads_lock_each_other_out_so_the_watermark_misses_no_load(
     assert released is not None and stamped > released[0]
     house.dbt_build(*build[1:])
     assert house.one(newest_fact) == stamped
+
+
+def test_facts_carry_the_asset_of_their_time_and_take_states_delivered_after_them(
+    built: Warehouse, private_pg: PrivatePostgres, tmp_path: Path
+) -> None:
+    """Every fact row carries the dim_assets state valid at its time, also when the registry
+    delivers that state after the fact was merged: an incremental build reads no fact again,
+    it updates the rows it holds to the states loaded since (`refresh_asset_columns`):
+
+    - a state loaded after the facts' watermark, with no lookback (asset_state_lookback 0),
+      and with no new facts to merge;
+    - a state loaded while a build ran, after dim_assets was built (here: a build of the
+      fact alone) and before the fact's new rows: older than the watermark, it takes the
+      lookback.
+    """
+    house = Warehouse(private_pg, tmp_path, built.sim, database="warehouse_assets")
+    house.ingest_and_load(WINDOWS)
+    house.dbt_build()
+    assert facts_off_their_asset_state(house.dsn) == dict.fromkeys(ASSET_FACTS, 0)
+    assert house.one("select count(asset_name) from analytics.fct_requests") > 0
+    asset = house.one(
+        "select asset_id from analytics.fct_requests where asset_name is not null"
+        " group by 1 order by count(*) desc, 1 limit 1"
+    )
+    names = (
+        "select asset_name, count(*) as n from analytics.fct_requests"
+        f" where asset_id = '{asset}' and event_time >= '{{}}' and event_time < '{{}}'"
+        " group by 1"
+    )
+    renamed_at, racing_at = START + timedelta(minutes=90), START + timedelta(minutes=30)
+    asset_facts = (*ASSET_FACTS, "dim_assets")
+
+    deliver_asset_state(house.dsn, asset, renamed_at, asset_name="renamed-late", owner="late")
+    house.dbt_build("--select", *asset_facts, "--vars", "{asset_state_lookback: 0 seconds}")
+    assert facts_off_their_asset_state(house.dsn) == dict.fromkeys(ASSET_FACTS, 0)
+    after = house.query(names.format(renamed_at, WINDOWS[-1].end))
+    assert [row["asset_name"] for row in after] == ["renamed-late"]
+    assert "renamed-late" not in {
+        row["asset_name"] for row in house.query(names.format(START, renamed_at))
+    }
+
+    # loaded before the re-pulled telemetry that the next build of the fact merges, and
+    # not in dim_assets for that build
+    deliver_asset_state(house.dsn, asset, racing_at, asset_name="renamed-racing")
+    with psycopg.connect(house.dsn, autocommit=True) as conn:
+        warehouse.load_window(conn, house.lake, "observatory", "metrics", WINDOWS[1])
+    house.dbt_build("--select", "fct_requests")
+    house.dbt_build("--select", *asset_facts, "--vars", "{asset_state_lookback: 0 seconds}")
+    stale = facts_off_their_asset_state(house.dsn, ["fct_requests"])["fct_requests"]
+    assert stale > 0, "the racing state reached the facts with no lookback: nothing tested"
+    house.dbt_build("--select", *asset_facts)  # the default lookback: 1 hour
+    assert facts_off_their_asset_state(house.dsn) == dict.fromkeys(ASSET_FACTS, 0)
+    assert [row["asset_name"] for row in house.query(names.format(racing_at, renamed_at))] == [
+        "renamed-racing"
+    ]
 
 
 def test_every_fact_partition_has_the_facts_indexes_and_nothing_is_left_over(

@@ -11,6 +11,8 @@
       `rebuild_partition`; one that takes nearly all the new rows is made of the new rows'
       table itself: `adopt_new_rows`); the other partitions' rows are inserted into the
       partitioned table.
+    A fact that joins the registry's assets first takes the asset states delivered after
+    its rows (`refresh_asset_columns`).
 -#}
 {% macro get_incremental_hub_merge_sql(arg_dict) %}
     {%- set target = arg_dict['target_relation'] -%}
@@ -20,10 +22,13 @@
     {%- set key = arg_dict['unique_key'] -%}
     {%- set key = [key] if key is string else key -%}
     {%- set parts = new_rows_by_partition(target, source, fact) -%}
+    {#- before the merge: the rows it brings were joined to the states already -#}
+    {%- set refresh = refresh_asset_columns(target, fact) -%}
     {%- if parts | length == 0 -%}
-        {{ return(('drop table ' ~ source ~ '; ' if is_kept_new_rows(source) else '')
+        {{ return(refresh ~ ('drop table ' ~ source ~ '; ' if is_kept_new_rows(source) else '')
                   ~ 'select 0 as nothing_new') }}
     {%- endif -%}
+    {{ refresh }}
     {#- a join, not `key in (select ...)`: the planner may then hash the few target rows in
         the time range rather than every new key -#}
     delete from {{ target }} as facts

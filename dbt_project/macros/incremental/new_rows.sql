@@ -5,34 +5,23 @@
     newest `_loaded_at` the model holds) misses no load that was still committing during the
     last build: builds and loads exclude each other on the landing tables
     (`lock_loaded_tables`), and a load stamps its rows after it holds its lock, so a load a
-    build did not see stamps them later than any row the build saw.
+    build did not see stamps them later than any row the build saw. No lookback: the rows
+    already merged are not read again (asset states that come after their facts reach
+    them through `refresh_asset_columns`).
+    The watermark is read first and written as a literal, not as a subquery: the planner
+    then estimates the filter from its statistics and takes the `_loaded_at` indexes, where
+    a subquery's unknown value makes it scan all of history.
 -#}
 {% macro new_rows(loaded_at='_loaded_at') %}
     {% if is_incremental() %}
-        where {{ loaded_at }} > {{ new_rows_since(this) }}
+        where {{ loaded_at }} > {{ newest(this) if execute
+                                   else '(select max(_loaded_at) from ' ~ this ~ ')' }}
     {% endif %}
 {% endmacro %}
 
-{#-
-    The `_loaded_at` after which rows are new to `relation` (built before): its newest row's
-    `_loaded_at` minus var('incremental_lookback'): not to catch late loads (see `new_rows`)
-    but to join the recent facts again to asset states delivered after them. Read first
-    and written as a literal, not as a subquery: the planner then estimates the filter from
-    its statistics and takes the `_loaded_at` indexes, where a subquery's unknown value
-    makes it scan all of history.
--#}
-{% macro new_rows_since(relation) %}
-    {%- set lookback = "interval '" ~ var('incremental_lookback') ~ "'" -%}
-    {%- if not execute -%}
-        {{ return("(select coalesce(max(_loaded_at), '-infinity') from " ~ relation ~ ") - "
-                  ~ lookback) }}
-    {%- endif -%}
-    {{ return(newest(relation) ~ " - " ~ lookback) }}
-{% endmacro %}
-
 {#- The greatest `column` of `relation` as a timestamptz literal ('-infinity' if it is empty),
-    read when the model or test runs: new_rows_since, and the tests' tested_rows and
-    tested_buckets. -#}
+    read when the model or test runs: new_rows, refresh_asset_columns, and the tests'
+    tested_rows and tested_buckets. -#}
 {% macro newest(relation, column='_loaded_at') %}
     {%- set value = run_query(
         "select coalesce(max(" ~ column ~ "), '-infinity')::text from " ~ relation

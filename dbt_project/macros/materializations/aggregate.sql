@@ -41,12 +41,12 @@
 -#}
 {#-
     The newest `_loaded_at` an aggregate holds (max over its fact rows): the fact rows stamped
-    later are the ones it has not seen. No lookback is needed, unlike a fact's on landing
-    (`new_rows_since`): only dbt builds write facts, one build at a time (the transform DAG
-    runs once at a time), each aggregate after its fact; a fact's new rows are stamped later
-    than any it held (`new_rows`); and the rows a fact's lookback merges again keep their
-    stamps and change only asset columns, which no aggregate reads. (A deduplicated fact row
-    changes only when a delivery stamped later wins.)
+    later are the ones it has not seen. No lookback is needed: only dbt builds write facts,
+    one build at a time (the transform DAG runs once at a time), each aggregate after its
+    fact; a fact's new rows are stamped later than any it held (`new_rows`); and the rows
+    that a late asset state updates (`refresh_asset_columns`) keep their stamps and change
+    only asset columns, which no aggregate reads. (A deduplicated fact row changes only when
+    a delivery stamped later wins.)
 -#}
 {% macro aggregate_watermark(aggregate) %}
     {{ return(newest(aggregate)) }}

@@ -16,7 +16,7 @@
     `get_where_subquery` (dbt's own, below, but for this name) writes the filter when the
     test runs: the newest load is read first and written as a literal, not as a subquery,
     so that the planner estimates the filter from its statistics and takes the `_loaded_at`
-    indexes (as `new_rows_since` does for incremental models).
+    indexes (as `new_rows` does for incremental models).
 -#}
 {% macro tested_rows(relation) %}
     {{ return("_loaded_at > " ~ newest(loads_of(model.attached_node, relation))

@@ -34,6 +34,7 @@
         'time_is_stable': fact.get('time_is_stable', true),
         'retention': retention[fact.module],
         'partition_span': partition_span(fact.module),
+        'asset_columns': asset_columns(fact),
     }) }}
 {% endmacro %}
 

@@ -1,5 +1,9 @@
+{{ config(post_hook="analyze {{ this }}") }}
 -- Registry assets as a slowly changing dimension (type 2): one row per state of an asset,
--- valid from its updated_at until the next state's. Facts join on their own event time.
+-- valid from its updated_at until the next state's. Facts join on their own event time
+-- (asset_as_of); a state's _loaded_at (its newest delivery's) tells the facts' builds which
+-- states came since their last one (refresh_asset_columns). Analyzed once built: those
+-- builds' updates join on it.
 with
 
 asset_states as (
@@ -11,7 +15,8 @@ asset_states as (
         owner,
         tags,
         created_at,
-        updated_at
+        updated_at,
+        max(_loaded_at) over (partition by asset_id, updated_at) as _loaded_at
     from {{ ref('stg_registry__assets') }}
     order by asset_id, updated_at, _window_start desc
 
@@ -35,7 +40,8 @@ final as (
         coalesce(
             lead(updated_at) over (partition by asset_id order by updated_at),
             'infinity'::timestamptz
-        ) as valid_to
+        ) as valid_to,
+        _loaded_at
     from asset_states
 
 )

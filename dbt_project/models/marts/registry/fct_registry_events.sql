@@ -6,10 +6,13 @@
         'module': 'registry',
         'time_column': 'event_time',
         'index_by': [['asset_id'], ['asset_id', 'event_type']],
+        'asset_columns': {'asset_name': 'coalesce(facts.asset_name, assets.asset_name)'},
     }},
     post_hook="{{ fact_storage() }}",
 ) }}
 -- Registry lifecycle events, each once (the registry redelivers within 5 minutes).
+-- An asset state delivered after an event fills in a name the event lacks
+-- (meta.fact.asset_columns), and does not replace one it has.
 with
 
 events as (
