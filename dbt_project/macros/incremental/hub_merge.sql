@@ -29,14 +29,25 @@
                   ~ 'select 0 as nothing_new') }}
     {%- endif -%}
     {{ refresh }}
+    {#- a stable time puts a key's old row in the partition of its new one: only partitions
+        that exist are searched, within the times of the new rows they take (a new hour's
+        partition, made by this merge, is not) -#}
+    {%- set held = parts | selectattr('exists') | list -%}
+    {%- if held or not fact.time_is_stable %}
     {#- a join, not `key in (select ...)`: the planner may then hash the few target rows in
         the time range rather than every new key -#}
     delete from {{ target }} as facts
     using {{ source }} as new_rows
     where {% for k in key %}facts.{{ k }} = new_rows.{{ k }}{{ ' and ' if not loop.last }}{% endfor %}
     {%- if fact.time_is_stable %}
-        and facts.{{ time }} between '{{ parts[0].first }}' and '{{ parts[-1].last }}'
+        {%- for side in ['facts', 'new_rows'] %}
+        and ({% for part in held -%}
+            {{ side }}.{{ time }} between '{{ part.first }}' and '{{ part.last }}'
+            {{- ' or ' if not loop.last }}
+        {%- endfor %})
+        {%- endfor %}
     {%- endif %};
+    {%- endif %}
     {{ warehouse_dispatch('insert_fact_rows')(target, source, fact,
                                               arg_dict['dest_columns'], parts) }}
 {% endmacro %}
@@ -45,7 +56,9 @@
     The new rows of `source` grouped by the partition of `target` (a PostgreSQL partition,
     a TimescaleDB day chunk) they fall in, oldest first, each a dict: name (the partition's
     table), start and end (its bounds, timestamptz literals), exists (whether the partition
-    does), rows, first and last (the min and max of the fact's time in it).
+    does: whether the fact may hold rows of its times already; always on TimescaleDB and
+    on a table not yet partitioned), rows, first and last (the min and max of the fact's
+    time in it).
     Rows without a time cannot be placed in a chunk or a partition: a clear error, not a
     silent drop.
 -#}
@@ -55,9 +68,12 @@
 
 {#- TimescaleDB: by UTC day (its chunks; only the time range is used). -#}
 {% macro timescaledb__new_rows_by_partition(target, source, fact) %}
-    {{ return(placed_rows(source, fact.time_column,
+    {%- set parts = placed_rows(source, fact.time_column,
         "select null::text as name, null::timestamptz as lower, null::timestamptz as upper"
-        ~ " where false", '1 day')) }}
+        ~ " where false", '1 day') -%}
+    {#- a chunk may hold rows of any day: the merge deletes from each -#}
+    {%- for part in parts -%}{%- do part.update({'exists': true}) -%}{%- endfor -%}
+    {{ return(parts) }}
 {% endmacro %}
 
 {#-
@@ -67,8 +83,13 @@
     partition overlaps (the span was changed from hours to days) gets hour partitions.
 -#}
 {% macro postgres__new_rows_by_partition(target, source, fact) %}
-    {{ return(placed_rows(source, fact.time_column, partition_bounds_sql(target),
-                          fact.partition_span)) }}
+    {%- set parts = placed_rows(source, fact.time_column, partition_bounds_sql(target),
+                                fact.partition_span) -%}
+    {#- a table from before partitioning (fact_storage() converts it) holds rows of any time -#}
+    {%- if not is_partitioned(target) -%}
+        {%- for part in parts -%}{%- do part.update({'exists': true}) -%}{%- endfor -%}
+    {%- endif -%}
+    {{ return(parts) }}
 {% endmacro %}
 
 {#- The partitions of `target` (none if it is not partitioned or does not exist) as SQL:
