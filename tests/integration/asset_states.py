@@ -29,16 +29,15 @@ def deliver_asset_state(dsn: str, asset_id: str, updated_at: datetime, **values:
     """A new state of `asset_id` from `updated_at` on, landed now, as the registry's late
     delivery: the asset's newest landed state with `values` (landing columns) changed."""
     changed = {"updated_at": updated_at, **values}
-    table = sql.SQL(".").join(
-        sql.Identifier(part) for part in warehouse.landing_table("registry", "assets").split(".")
-    )
+    schema, name = warehouse.landing_table("registry", "assets").split(".")
+    table = sql.Identifier(schema, name)
     with psycopg.connect(dsn, autocommit=True) as conn:
         columns = [
-            name
-            for (name,) in conn.execute(
-                "select column_name from information_schema.columns where table_schema ="
-                " 'landing' and table_name = 'registry__assets' and column_name <> '_loaded_at'"
-                " order by ordinal_position"
+            column
+            for (column,) in conn.execute(
+                "select column_name from information_schema.columns where table_schema = %s"
+                " and table_name = %s and column_name <> %s order by ordinal_position",
+                (schema, name, warehouse.LOADED_AT),
             ).fetchall()
         ]
         assert set(changed) <= set(columns), (
@@ -46,8 +45,8 @@ def deliver_asset_state(dsn: str, asset_id: str, updated_at: datetime, **values:
         )
         listed = sql.SQL(", ").join(map(sql.Identifier, columns))
         chosen = sql.SQL(", ").join(
-            sql.Literal(changed[name]) if name in changed else sql.Identifier(name)
-            for name in columns
+            sql.Literal(changed[column]) if column in changed else sql.Identifier(column)
+            for column in columns
         )
         inserted = conn.execute(
             sql.SQL(
