@@ -212,8 +212,11 @@ class ModuleClient:
                         ) from exc
                     raise _RetryableError(f"{type(exc).__name__}: {exc}") from exc
 
-    def list_ids(self, path: str, key: str, window: Window | None) -> list[str]:
+    def list_ids(self, path: str, keys: tuple[str, ...], window: Window | None) -> list[str]:
         """The ids listed by a state endpoint (the parent of a fan-out), sorted.
+
+        ``keys``: the names the id may come under (each casing); a record's first present
+        one is its id, whatever the other records of the page use.
 
         A state listing comes in the order of last change, which moves between two pulls
         of the same window; sorted ids keep a re-pulled window's pages, and so its raw and
@@ -221,11 +224,12 @@ class ModuleClient:
         """
         ids: set[str] = set()
         for page in self.pages(path, window):
-            ids.update(
-                str(record[key])
-                for record in orjson.loads(page.body).get("data") or ()
-                if isinstance(record, dict) and record.get(key) is not None
-            )
+            for record in orjson.loads(page.body).get("data") or ():
+                if not isinstance(record, dict):
+                    continue
+                found = next((record[k] for k in keys if record.get(k) not in (None, "")), None)
+                if found is not None:
+                    ids.add(str(found))
         return sorted(ids)
 
 

@@ -28,7 +28,7 @@ from analytics_hub.connectors import ModuleClient
 from analytics_hub.fx import FxRates
 from analytics_hub.lake import Lake, Zone
 from analytics_hub.normalize import ROW, UTC_TS, normalize, output_schema
-from analytics_hub.sources import Entity, Module
+from analytics_hub.sources import Entity, Module, both_casings
 from analytics_hub.windows import Window
 
 NDJSON_CHUNK_BYTES = 32 * 1024 * 1024  # ~50k records: below that, per-batch overhead shows
@@ -67,7 +67,8 @@ class Manifest:
     deduplicated: int = 0
     pages: int = 0
     bytes_received: int = 0
-    dead_letter_reasons: dict[str, int] = field(default_factory=dict)
+    dead_letter_reasons: dict[str, int] = field(default_factory=dict)  # by first reason
+    dead_letter_faults: dict[str, int] = field(default_factory=dict)  # every code:field
     objects: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
     stage_seconds: dict[str, float] = field(default_factory=dict)
@@ -98,6 +99,7 @@ class _Batch:
     body: bytes
     path: str
     ndjson: bool
+    parent_id: str | None = None  # the id in a fan-out batch's path
 
 
 class _Redeliveries:
@@ -134,13 +136,15 @@ def _batches(client: ModuleClient, entity: Entity, window: Window, bulk: bool) -
         return
     parent = entity.fan_out
     ids = client.list_ids(
-        parent.parent_path, parent.parent_key, window if parent.parent_windowed else None
+        parent.parent_path,
+        both_casings((parent.parent_key,)),
+        window if parent.parent_windowed else None,
     )
     number = 0
     for parent_id in ids:
         path = entity.path.format(id=quote(parent_id, safe=""))
         for page in client.pages(path, window if entity.windowed else None):
-            yield _Batch(number, page.body, page.path, ndjson=False)
+            yield _Batch(number, page.body, page.path, ndjson=False, parent_id=parent_id)
             number += 1
 
 
@@ -258,6 +262,7 @@ def ingest_window(
     lineage = {"_window_start": window.start, "_window_end": window.end}
     good_schema, dead_schema = normalized_schema(entity), deadletter_schema()
     reasons: dict[str, int] = {}
+    faults: dict[str, int] = {}
     clock = _StageClock()
 
     with (
@@ -288,6 +293,7 @@ def ingest_window(
                     rates=rates,
                     pseudonym_key=pseudonym_key,
                     local_timezone=client.endpoint.local_timezone,
+                    parent_id=batch.parent_id,
                 )
                 rows = redeliveries.drop(result.rows)
             manifest.deduplicated += result.rows.height - rows.height
@@ -307,9 +313,12 @@ def ingest_window(
                     dead = _dead_letters(result.rejects, records, batch, entity, window)
                     for code, count in dead.group_by("reason_code").len().iter_rows():
                         reasons[code] = reasons.get(code, 0) + count
+                    for fault, count in fault_counts(dead).items():
+                        faults[fault] = faults.get(fault, 0) + count
                     dead_out.write_table(dead.to_arrow().cast(dead_schema))
 
         manifest.dead_letter_reasons = dict(sorted(reasons.items()))
+        manifest.dead_letter_faults = dict(sorted(faults.items()))
         manifest.objects = {zone.value: lake.uri(path) for zone, path in paths.items()}
         manifest.seconds = round(time.perf_counter() - started, 3)
         manifest.stage_seconds = clock.rounded()
@@ -323,6 +332,12 @@ def ingest_window(
     return manifest
 
 
+def fault_counts(dead: pl.DataFrame) -> dict[str, int]:
+    """How many dead letters name each fault (``code:field``) among their reasons."""
+    faults = dead.select(pl.col("reason").str.split(";").explode().alias("fault"))
+    return dict(sorted(faults.group_by("fault").len().iter_rows()))
+
+
 def _dead_letters(
     rejects: pl.DataFrame,
     records: pl.DataFrame,
@@ -331,7 +346,7 @@ def _dead_letters(
     window: Window,
 ) -> pl.DataFrame:
     raw = parse.raw_records(batch.body, ndjson=batch.ndjson)
-    ids = _record_ids(records, entity)
+    ids = _record_ids(records, entity, batch.parent_id)
     return (
         rejects.join(ids, on=ROW, how="left")
         .with_columns(raw.gather(rejects[ROW]).alias("raw_record"))
@@ -348,7 +363,7 @@ def _dead_letters(
     )
 
 
-def _record_ids(records: pl.DataFrame, entity: Entity) -> pl.DataFrame:
+def _record_ids(records: pl.DataFrame, entity: Entity, parent_id: str | None) -> pl.DataFrame:
     """The wire value of the record's id, for finding a rejected record again."""
     key = next(f for f in entity.all_fields if f.name == entity.record_id_field)
     present = set(records.columns)
@@ -362,6 +377,8 @@ def _record_ids(records: pl.DataFrame, entity: Entity) -> pl.DataFrame:
         for name in key.wire_names
         if name in (present if (key.in_envelope or not entity.time_series) else data_fields)
     ]
+    if parent_id is not None and entity.fan_out and entity.fan_out.child_field == key.name:
+        candidates.append(pl.lit(parent_id, dtype=pl.String))
     record_id = pl.coalesce(candidates) if candidates else pl.lit(None, dtype=pl.String)
     return records.select(pl.col(ROW), record_id.alias("record_id"))
 

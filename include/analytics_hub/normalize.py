@@ -80,8 +80,46 @@ def _number(text: pl.Expr) -> pl.Expr:
     return pl.when(value.is_finite()).then(value)
 
 
+# Spellings of ISO-8601 / RFC 3339 beside the strict one (``T``, upper case, seconds, up
+# to nine fraction digits, ``Z`` or ``±HH:MM``/``±HHMM``), each rewritten to it: lower
+# case, a space for ``T``, a date alone, minutes without seconds, a comma before the
+# fraction, more than nine fraction digits, an offset of hours alone.
+_ISO_SPELLINGS: tuple[tuple[str, str], ...] = (
+    (r"^(\d{4}-\d{2}-\d{2})$", "${1}T00:00:00"),
+    (r"^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2})([^:\d]|$)", "${1}:00${2}"),
+    (r"^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}),", "${1}."),
+    (r"(\.\d{9})\d+", "${1}"),
+    (r"([+-]\d{2})$", "${1}:00"),
+)
+
+
+def _strict_iso(text: pl.Expr) -> pl.Expr:
+    iso = text.str.to_uppercase().str.replace(" ", "T", literal=True, n=1)
+    for pattern, replacement in _ISO_SPELLINGS:
+        iso = iso.str.replace(pattern, replacement)
+    return iso
+
+
+def _reread_times(frame: pl.DataFrame, rules: list[_FieldRules], zone: str) -> pl.DataFrame:
+    """Read again, in the other ISO spellings, the times the strict format could not read.
+
+    Most times are strict: rewriting only the few that failed keeps the patterns off the
+    millions of rows of a big window.
+    """
+    for rule in rules:
+        if rule.field.kind is not Kind.TIMESTAMP:
+            continue
+        name, (text,) = rule.field.name, rule.texts
+        failed = frame.filter(pl.col(name).is_null() & pl.col(text).is_not_null())
+        if failed.is_empty():
+            continue
+        again = failed.select(pl.col(ROW), _timestamp(_strict_iso(pl.col(text)), zone).alias(name))
+        frame = frame.update(again.drop_nulls(name), on=ROW, how="left")
+    return frame
+
+
 def _timestamp(text: pl.Expr, local_timezone: str) -> pl.Expr:
-    """Epoch seconds or ms, ISO-8601 with ``Z`` or an offset, or zoneless local time → UTC."""
+    """Epoch seconds or ms, ISO-8601 / RFC 3339 with ``Z``, an offset or no zone → UTC."""
     epoch = _number(text)
     epoch_us = (
         pl.when(epoch.abs() < _EPOCH_MS_FROM).then(epoch * 1e6).otherwise(epoch * 1e3).round()
@@ -119,6 +157,23 @@ def _reason(condition: pl.Expr, code: str, field: Field) -> Check:
     return condition.fill_null(False), f"{code}:{field.name}"
 
 
+# A record's reasons, most specific first: a value that is there but wrong says more about
+# what went wrong upstream than a field that is missing.
+REASON_CODES = (
+    "unparseable_time",
+    "unparseable_number",
+    "negative_number",
+    "out_of_range",
+    "unknown_enum",
+    "no_fx_rate",
+    "missing_required",
+)
+
+
+def _most_specific_first(checks: list[Check]) -> list[Check]:
+    return sorted(checks, key=lambda check: REASON_CODES.index(check[1].split(":", 1)[0]))
+
+
 class _FieldRules:
     """How one field is read, in three vectorized stages over the whole batch.
 
@@ -128,11 +183,22 @@ class _FieldRules:
     3. ``reasons``: each rule a record breaks, from the texts and the value.
     """
 
-    def __init__(self, local_timezone: str, entity: Entity, field: Field, present: set[str]):
+    def __init__(
+        self,
+        local_timezone: str,
+        entity: Entity,
+        field: Field,
+        present: set[str],
+        parent_id: str | None = None,
+    ):
         self.field = field
         self.texts: dict[str, pl.Expr] = {}
         self.reasons: list[Check] = []
         wires = [_wire(entity, field, name, present) for name in field.wire_names]
+        if field.tag is not None and entity.time_series and "tags" in present:
+            wires.append(pl.col("tags").struct.field(field.tag))
+        if parent_id is not None and entity.fan_out and entity.fan_out.child_field == field.name:
+            wires.append(pl.lit(parent_id, dtype=pl.String))
         if field.kind in (Kind.DURATION_MS, Kind.SIZE_BYTES):
             self.value = self._unit_family(wires)
         elif field.kind is Kind.TAGS:
@@ -173,8 +239,7 @@ class _FieldRules:
         field = self.field
         units = DURATION_UNITS if field.kind is Kind.DURATION_MS else SIZE_UNITS
         scaled: list[pl.Expr] = []
-        for name, wire in zip(field.wire_names, wires, strict=True):
-            unit = name.rsplit("_", 1)[1]
+        for (name, unit), wire in zip(field.wire_units, wires, strict=True):
             column = self._text_column(name)
             self.texts[column] = _text([wire])
             text = pl.col(column)
@@ -216,18 +281,16 @@ def normalize(
     rates: FxRates,
     pseudonym_key: bytes | None,
     local_timezone: str | None = None,
+    parent_id: str | None = None,
 ) -> Normalized:
     """Canonical rows and rejected rows of one batch of wire records (with a ROW column).
 
-    Zoneless times are read in ``local_timezone``, by default the module's.
+    Zoneless times are read in ``local_timezone``, by default the module's. ``parent_id``:
+    the id in a fan-out batch's path, for the records that do not repeat it.
     """
-    present = set(records.columns)
-    if entity.time_series and "data" in present:
-        data_type = records.schema["data"]
-        if isinstance(data_type, pl.Struct):
-            present |= {f.name for f in data_type.fields}
+    present = _carried(records)
     zone = local_timezone or module.local_timezone
-    rules = [_FieldRules(zone, entity, f, present) for f in entity.all_fields]
+    rules = [_FieldRules(zone, entity, f, present, parent_id) for f in entity.all_fields]
     checks = [check for rule in rules for check in rule.reasons]
     frame = (
         records.lazy()
@@ -235,10 +298,12 @@ def normalize(
         .with_columns(rule.value.alias(rule.field.name) for rule in rules)
         .collect()
     )
+    frame = _reread_times(frame, rules, zone)
     for money in entity.money:
         frame = rates.convert(frame, money)
         missing_rate = pl.col(money.output).is_null() & pl.col(money.amount).is_not_null()
         checks.append((missing_rate, f"no_fx_rate:{money.output}"))
+    checks = _most_specific_first(checks)
     # Most records are fine: find the bad ones with one cheap pass, and spell out the
     # reasons for those rows only.
     frame = frame.with_columns(pl.any_horizontal(c for c, _ in checks).alias("_bad"))
@@ -256,6 +321,20 @@ def normalize(
     rows = frame.filter(~pl.col("_bad")).select(pl.col(ROW), *output_schema(entity).names())
     rows = _personal(rows, entity, pseudonym_key)
     return Normalized(rows=rows.cast(dict(output_schema(entity))), rejects=rejects)  # type: ignore[arg-type]
+
+
+def _carried(records: pl.DataFrame) -> set[str]:
+    """The wire names that some record of the batch carries.
+
+    The reader gives every name a field may arrive under (each casing, unit and rename) a
+    column, null where a record lacks it; a name no record carries needs no reading.
+    """
+    rows = records.height
+    present = {name for name in records.columns if records[name].null_count() < rows}
+    if "data" in present and isinstance(records.schema["data"], pl.Struct):
+        data = records["data"].struct
+        present |= {name for name in data.fields if data.field(name).null_count() < rows}
+    return present
 
 
 def _personal(frame: pl.DataFrame, entity: Entity, key: bytes | None) -> pl.DataFrame:

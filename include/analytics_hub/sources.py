@@ -4,10 +4,17 @@ Every module of the platform is a row of ``MODULES``; every endpoint it serves i
 ``Entity`` with its canonical fields. The connectors, the normalizer, the lake and the
 DAG factory read this table, so adding a module or a field is an edit here, not new code.
 The wire names follow ``docs/wire-contract.md``.
+
+What the hub requires is the contract's or the fact's need, never one implementation's
+habit: a field is required only with a reason (``Field.why``); every other field may be
+absent. Every field is read under its snake_case and its camelCase name, per record.
+Closed vocabularies (the contract's complete lists) are ``Kind.ENUM``; open ones (asset
+and extension categories, violation and threat types, event types) are plain strings.
 """
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal
@@ -39,7 +46,12 @@ SIZE_UNITS: dict[str, int] = {"bytes": 1, "kb": 1_000, "kib": 1_024, "mb": 1_000
 
 def camel_case(name: str) -> str:
     head, *rest = name.split("_")
-    return head + "".join(part.title() for part in rest)
+    return head + "".join(part[:1].upper() + part[1:] for part in rest)
+
+
+def both_casings(names: tuple[str, ...]) -> tuple[str, ...]:
+    """Each wire name and its camelCase spelling (the contract allows either, per field)."""
+    return tuple(dict.fromkeys(spelling for n in names for spelling in (n, camel_case(n))))
 
 
 @dataclass(frozen=True)
@@ -48,22 +60,41 @@ class Field:
 
     name: str
     kind: Kind = Kind.STRING
-    wire: tuple[str, ...] = ()  # wire names, or unit-family prefixes; default (name,)
-    required: bool = False
-    values: tuple[str, ...] = ()  # accepted values of an enum
+    wire: tuple[str, ...] = ()  # snake_case wire names, or unit-family prefixes; default (name,)
+    why: str | None = None  # why the field is required; None: it may be absent
+    values: tuple[str, ...] = ()  # accepted values of a closed enum
     minimum: float | None = None
     maximum: float | None = None
     default: str | None = None
     in_envelope: bool = False  # top level of the record rather than its ``data`` payload
+    tag: str | None = None  # the envelope tag that carries the value when the payload lacks it
+
+    @property
+    def required(self) -> bool:
+        return self.why is not None
+
+    @property
+    def wire_units(self) -> tuple[tuple[str, str], ...]:
+        """Every name the field may arrive under (each alias and unit, in both casings),
+        each with its unit suffix (``""`` for a field that is not a unit family)."""
+        names = self.wire or (self.name,)
+        units: tuple[str, ...] = ("",)
+        if self.kind is Kind.DURATION_MS:
+            units = tuple(DURATION_UNITS)
+        elif self.kind is Kind.SIZE_BYTES:
+            units = tuple(SIZE_UNITS)
+        return tuple(
+            dict.fromkeys(
+                (spelling, unit)
+                for prefix in names
+                for unit in units
+                for spelling in both_casings((f"{prefix}_{unit}" if unit else prefix,))
+            )
+        )
 
     @property
     def wire_names(self) -> tuple[str, ...]:
-        names = self.wire or (self.name,)
-        if self.kind is Kind.DURATION_MS:
-            return tuple(f"{p}_{unit}" for p in names for unit in DURATION_UNITS)
-        if self.kind is Kind.SIZE_BYTES:
-            return tuple(f"{p}_{unit}" for p in names for unit in SIZE_UNITS)
-        return names
+        return tuple(name for name, _ in self.wire_units)
 
 
 @dataclass(frozen=True)
@@ -84,8 +115,26 @@ class FanOut:
     """An endpoint called once per id listed by another endpoint of the module."""
 
     parent_path: str  # e.g. /api/v1/assets
-    parent_key: str  # wire field of the parent holding the id
+    parent_key: str  # snake_case wire field of the parent holding the id (either casing read)
     parent_windowed: bool  # whether the parent list is restricted to the window
+    child_field: str  # the canonical field the parent's id fills where a record lacks it
+
+
+@dataclass(frozen=True)
+class Volume:
+    """How many records a window of an entity may hold.
+
+    ``sparse``: the stream has quiet windows (no changes, no audit at night), so an empty
+    or collapsed window only warns. Otherwise, once ``min_history`` past windows are
+    known, a collapse against them blocks; before that, nothing is expected.
+    """
+
+    sparse: bool = False
+    min_history: int = 3
+
+
+SPARSE = Volume(sparse=True)
+FLOWING = Volume(sparse=False)
 
 
 @dataclass(frozen=True)
@@ -99,6 +148,7 @@ class Entity:
     fan_out: FanOut | None = None
     windowed: bool = True
     bulk_path: str | None = None  # an NDJSON endpoint streaming the whole window
+    volume: Volume = SPARSE
 
     @property
     def all_fields(self) -> tuple[Field, ...]:
@@ -152,17 +202,15 @@ USD_UNITS: dict[str, tuple[str, Decimal]] = {
 
 
 def _envelope(name: str, kind: Kind = Kind.STRING, *wire: str, **kw: object) -> Field:
-    names = wire or (name,)
-    aliases = tuple(dict.fromkeys([*names, *(camel_case(n) for n in names)]))
-    return Field(name, kind, aliases, in_envelope=True, **kw)  # type: ignore[arg-type]
+    return Field(name, kind, wire, in_envelope=True, **kw)  # type: ignore[arg-type]
 
 
 ENVELOPE: tuple[Field, ...] = (
-    _envelope("event_id", Kind.STRING, required=True),
-    _envelope("event_time", Kind.TIMESTAMP, "timestamp", required=True),
-    _envelope("ingested_at", Kind.TIMESTAMP, required=True),
+    _envelope("event_id", Kind.STRING, why="the identity every deduplication uses"),
+    _envelope("event_time", Kind.TIMESTAMP, "timestamp", why="facts are placed by it"),
+    _envelope("ingested_at", Kind.TIMESTAMP, why="the window selects on it"),
     _envelope("source_module", Kind.STRING, "source_module", "source"),
-    _envelope("event_type", Kind.STRING, required=True),
+    _envelope("event_type", Kind.STRING, why="the contract's envelope: what happened"),
     _envelope("schema_version", Kind.STRING, "schema_version", "version"),
     _envelope("event_severity", Kind.ENUM, "severity", values=SEVERITIES),
     _envelope("environment", Kind.ENUM, values=("production", "staging", "dev")),
@@ -172,13 +220,18 @@ ENVELOPE: tuple[Field, ...] = (
 NON_NEGATIVE = {"minimum": 0}
 
 
-def _req(name: str, kind: Kind = Kind.STRING, *wire: str, **kw: object) -> Field:
-    return Field(name, kind, wire, required=True, **kw)  # type: ignore[arg-type]
+def _req(name: str, kind: Kind = Kind.STRING, *wire: str, why: str, **kw: object) -> Field:
+    return Field(name, kind, wire, why=why, **kw)  # type: ignore[arg-type]
 
 
 def _opt(name: str, kind: Kind = Kind.STRING, *wire: str, **kw: object) -> Field:
     return Field(name, kind, wire, **kw)  # type: ignore[arg-type]
 
+
+# Why a field is required: said once, used by every entity it applies to.
+STATE_ID = "the state's identity"
+STATE_TIME = "the state's time: the window selects on it and the history orders by it"
+FAN_OUT_ID = "the record's parent (taken from the fan-out path where the record lacks it)"
 
 REGISTRY = Module(
     name="registry",
@@ -195,10 +248,13 @@ REGISTRY = Module(
             time_series=True,
             key=("event_id",),
             fields=(
-                _req("asset_id", Kind.STRING, "asset_id", "asset_uid"),
+                _req("asset_id", Kind.STRING, "asset_id", "asset_uid", why="events are per asset"),
                 _opt("asset_name"),
                 _opt("version"),
                 _opt("actor"),
+                # the asset's state, where an event carries it: a state of the asset history
+                _opt("category"),
+                _opt("owner"),
             ),
         ),
         Entity(
@@ -207,39 +263,30 @@ REGISTRY = Module(
             time_series=False,
             key=("asset_id", "updated_at"),
             fields=(
-                _req("asset_id"),
-                _req("asset_name"),
-                _req(
-                    "category",
-                    Kind.ENUM,
-                    values=(
-                        "language-model",
-                        "embedding",
-                        "dataset",
-                        "prompt-template",
-                        "fine-tune",
-                        "evaluation-suite",
-                    ),
-                ),
-                _req("owner"),
+                _req("asset_id", why=STATE_ID),
+                _opt("asset_name"),
+                _opt("category"),
+                _opt("owner"),
                 _opt("tags", Kind.JSON),
-                _req("created_at", Kind.TIMESTAMP),
-                _req("updated_at", Kind.TIMESTAMP),
+                _opt("created_at", Kind.TIMESTAMP),
+                _req("updated_at", Kind.TIMESTAMP, why=STATE_TIME),
             ),
         ),
         Entity(
             "versions",
             "/api/v1/assets/{id}/versions",
             time_series=False,
-            key=("asset_id", "version", "updated_at"),
+            key=("asset_id", "version"),
             windowed=False,
-            fan_out=FanOut("/api/v1/assets", "asset_id", parent_windowed=True),
+            fan_out=FanOut(
+                "/api/v1/assets", "asset_id", parent_windowed=True, child_field="asset_id"
+            ),
             fields=(
-                _req("asset_id"),
-                _req("version"),
-                _req("status", Kind.ENUM, values=("staged", "production", "retired")),
-                _req("published_at", Kind.TIMESTAMP),
-                _req("updated_at", Kind.TIMESTAMP),
+                _req("asset_id", why=FAN_OUT_ID),
+                _req("version", why="the version's identity within its asset"),
+                _opt("status", Kind.ENUM, values=("staged", "production", "retired")),
+                _opt("published_at", Kind.TIMESTAMP),
+                _opt("updated_at", Kind.TIMESTAMP),
             ),
         ),
     ),
@@ -260,10 +307,15 @@ POLICY = Module(
             time_series=True,
             key=("event_id",),
             fields=(
-                _req("evaluation_id"),
-                _req("policy_id"),
-                _req("asset_id"),
-                _req("result", Kind.ENUM, values=("compliant", "non_compliant")),
+                _opt("evaluation_id"),
+                _opt("policy_id"),
+                _opt("asset_id"),
+                _req(
+                    "result",
+                    Kind.ENUM,
+                    values=("compliant", "non_compliant"),
+                    why="the compliance rate counts it",
+                ),
                 _opt("duration_ms", Kind.DURATION_MS, "duration", **NON_NEGATIVE),
             ),
         ),
@@ -273,22 +325,14 @@ POLICY = Module(
             time_series=True,
             key=("event_id",),
             fields=(
-                _req("violation_id"),
-                _req("policy_id"),
-                _req("asset_id"),
-                _req("violation_severity", Kind.ENUM, "severity", values=LEVELS),
                 _req(
-                    "violation_type",
-                    Kind.ENUM,
-                    values=(
-                        "rate_limit",
-                        "data_privacy",
-                        "content_policy",
-                        "access_control",
-                        "cost_limit",
-                        "model_usage",
-                    ),
+                    "violation_id",
+                    why="exactly-once: each violation is counted once by it, however delivered",
                 ),
+                _opt("policy_id"),
+                _opt("asset_id"),
+                _opt("violation_severity", Kind.ENUM, "severity", values=LEVELS),
+                _opt("violation_type"),
                 _opt("description"),
                 _opt("user_id", Kind.PERSONAL),
             ),
@@ -299,9 +343,9 @@ POLICY = Module(
             time_series=True,
             key=("event_id",),
             fields=(
-                _req("audit_id"),
+                _opt("audit_id"),
                 _opt("policy_id"),
-                _req("action"),
+                _opt("action"),
                 _opt("actor_id", Kind.PERSONAL),
                 _opt("resource"),
             ),
@@ -324,17 +368,13 @@ MARKETPLACE = Module(
             time_series=False,
             key=("extension_id", "updated_at"),
             fields=(
-                _req("extension_id"),
-                _req("name"),
-                _req("publisher"),
-                _req("version"),
-                _req(
-                    "category",
-                    Kind.ENUM,
-                    values=("analytics", "security", "cost", "quality", "observability"),
-                ),
-                _req("installs", Kind.INT, **NON_NEGATIVE),
-                _req("updated_at", Kind.TIMESTAMP),
+                _req("extension_id", why=STATE_ID),
+                _opt("name"),
+                _opt("publisher"),
+                _opt("version"),
+                _opt("category"),
+                _opt("installs", Kind.INT, **NON_NEGATIVE),
+                _req("updated_at", Kind.TIMESTAMP, why=STATE_TIME),
             ),
         ),
         Entity(
@@ -342,12 +382,17 @@ MARKETPLACE = Module(
             "/api/v1/extensions/{id}/usage",
             time_series=True,
             key=("event_id",),
-            fan_out=FanOut("/api/v1/extensions", "extension_id", parent_windowed=False),
+            fan_out=FanOut(
+                "/api/v1/extensions",
+                "extension_id",
+                parent_windowed=False,
+                child_field="extension_id",
+            ),
             fields=(
-                _req("extension_id"),
-                _req("period_start", Kind.TIMESTAMP),
-                _req("invocations", Kind.INT, **NON_NEGATIVE),
-                _req("active_tenants", Kind.INT, **NON_NEGATIVE),
+                _req("extension_id", why=FAN_OUT_ID),
+                _req("period_start", Kind.TIMESTAMP, why="the usage fact is placed by it"),
+                _opt("invocations", Kind.INT, **NON_NEGATIVE),
+                _opt("active_tenants", Kind.INT, **NON_NEGATIVE),
             ),
         ),
         Entity(
@@ -356,10 +401,19 @@ MARKETPLACE = Module(
             time_series=True,
             key=("event_id",),
             fields=(
-                _req("extension_id"),
-                _req("period_start", Kind.TIMESTAMP),
-                _req("amount", Kind.FLOAT, **NON_NEGATIVE),
-                _req("currency", Kind.ENUM, values=("USD", "EUR", "GBP")),
+                _req("extension_id", why="revenue is per extension"),
+                _req(
+                    "period_start",
+                    Kind.TIMESTAMP,
+                    why="the revenue fact is placed by it, and converted at its day's rate",
+                ),
+                _req("amount", Kind.FLOAT, why="the measure", **NON_NEGATIVE),
+                _req(
+                    "currency",
+                    Kind.ENUM,
+                    values=("USD", "EUR", "GBP"),
+                    why="the amount's currency: no USD without it",
+                ),
                 _opt("amount_unit", Kind.ENUM, values=("major", "minor"), default="major"),
             ),
             money=(
@@ -391,17 +445,31 @@ OBSERVATORY = Module(
             time_series=True,
             key=("event_id",),
             bulk_path="/api/v1/metrics.ndjson",
+            volume=FLOWING,
             fields=(
-                _req("request_id"),
-                _req("model_id", Kind.STRING, "model_id", "model"),
-                _req("asset_id"),
-                _req("region"),
-                _req("service"),
-                _req("latency_ms", Kind.DURATION_MS, "total_latency", **NON_NEGATIVE),
+                _opt("request_id"),
+                _req(
+                    "model_id",
+                    Kind.STRING,
+                    "model_id",
+                    "model",
+                    tag="model_id",
+                    why="the latency rollups are per model",
+                ),
+                _opt("asset_id"),
+                _opt("region", tag="region"),
+                _opt("service", tag="service"),
+                _req(
+                    "latency_ms",
+                    Kind.DURATION_MS,
+                    "total_latency",
+                    why="the measure",
+                    **NON_NEGATIVE,
+                ),
                 _opt("ttft_ms", Kind.DURATION_MS, "ttft", **NON_NEGATIVE),
-                _req("input_tokens", Kind.INT, **NON_NEGATIVE),
-                _req("output_tokens", Kind.INT, **NON_NEGATIVE),
-                _req("status", Kind.ENUM, values=("ok", "error")),
+                _opt("input_tokens", Kind.INT, **NON_NEGATIVE),
+                _opt("output_tokens", Kind.INT, **NON_NEGATIVE),
+                _opt("status", Kind.ENUM, values=("ok", "error")),
                 _opt("error_code"),
                 _opt(
                     "response_bytes", Kind.SIZE_BYTES, "response", "response_size", **NON_NEGATIVE
@@ -426,24 +494,13 @@ SENTINEL = Module(
             time_series=True,
             key=("event_id",),
             fields=(
-                _req("threat_id"),
-                _req("security_type", Kind.ENUM, values=("threat", "vulnerability", "anomaly")),
-                _req(
-                    "threat_type",
-                    Kind.ENUM,
-                    values=(
-                        "prompt_injection",
-                        "jailbreak",
-                        "data_exfiltration",
-                        "pii_leak",
-                        "model_theft",
-                        "denial_of_service",
-                    ),
-                ),
-                _req("threat_level", Kind.ENUM, "threat_level", "risk_level", values=LEVELS),
-                _req("severity_score", Kind.FLOAT, minimum=0, maximum=10),
-                _req("mitigation_status", Kind.ENUM, values=("blocked", "flagged", "allowed")),
-                _req("asset_id"),
+                _opt("threat_id"),
+                _opt("security_type", Kind.ENUM, values=("threat", "vulnerability", "anomaly")),
+                _opt("threat_type"),
+                _opt("threat_level", Kind.ENUM, "threat_level", "risk_level", values=LEVELS),
+                _opt("severity_score", Kind.FLOAT, minimum=0, maximum=10),
+                _opt("mitigation_status", Kind.ENUM, values=("blocked", "flagged", "allowed")),
+                _opt("asset_id"),
                 _opt("source_ip", Kind.PERSONAL),
                 _opt("user_id", Kind.PERSONAL),
             ),
@@ -466,18 +523,39 @@ COSTOPS = Module(
             "/api/v1/cost-data",
             time_series=True,
             key=("cost_record_id", "record_version"),
+            volume=FLOWING,
             fields=(
-                _req("cost_record_id", Kind.STRING, "cost_record_id", "record_id"),
-                _req("account_id"),
-                _req("asset_id"),
-                _req("model_id"),
-                _req("usage_start", Kind.TIMESTAMP),
-                _req("usage_end", Kind.TIMESTAMP),
-                _req("input_tokens", Kind.INT, **NON_NEGATIVE),
-                _req("output_tokens", Kind.INT, **NON_NEGATIVE),
-                _req("cost", Kind.FLOAT, **NON_NEGATIVE),
-                _req("cost_unit", Kind.ENUM, values=("USD", "cents", "micro-USD", "EUR", "GBP")),
-                _req("record_version", Kind.INT, minimum=1),
+                _req(
+                    "cost_record_id",
+                    Kind.STRING,
+                    "cost_record_id",
+                    "record_id",
+                    why="a corrected record replaces the one of the same id",
+                ),
+                _opt("account_id"),
+                _opt("asset_id"),
+                _opt("model_id"),
+                _req(
+                    "usage_start",
+                    Kind.TIMESTAMP,
+                    why="the cost fact is placed by it, and converted at its day's rate",
+                ),
+                _opt("usage_end", Kind.TIMESTAMP),
+                _opt("input_tokens", Kind.INT, **NON_NEGATIVE),
+                _opt("output_tokens", Kind.INT, **NON_NEGATIVE),
+                _req("cost", Kind.FLOAT, why="the measure", **NON_NEGATIVE),
+                _req(
+                    "cost_unit",
+                    Kind.ENUM,
+                    values=("USD", "cents", "micro-USD", "EUR", "GBP"),
+                    why="the cost's unit: no USD without it",
+                ),
+                _req(
+                    "record_version",
+                    Kind.INT,
+                    minimum=1,
+                    why="the latest version of a corrected record wins",
+                ),
             ),
             money=(
                 Money(
@@ -499,11 +577,16 @@ COSTOPS = Module(
             time_series=False,
             key=("budget_id", "updated_at"),
             fields=(
-                _req("budget_id"),
-                _req("account_id"),
-                _req("period", Kind.ENUM, values=("monthly",)),
-                _req("limit", Kind.FLOAT, **NON_NEGATIVE),
-                _req("currency", Kind.ENUM, values=("USD", "EUR", "GBP")),
+                _req("budget_id", why=STATE_ID),
+                _req("account_id", why="a budget caps one account's spend"),
+                _opt("period", Kind.ENUM, values=("monthly",), default="monthly"),
+                _req("limit", Kind.FLOAT, why="the budget itself", **NON_NEGATIVE),
+                _req(
+                    "currency",
+                    Kind.ENUM,
+                    values=("USD", "EUR", "GBP"),
+                    why="the limit's currency: no USD without it",
+                ),
                 _opt(
                     "alert_threshold_percent",
                     Kind.FLOAT,
@@ -511,7 +594,7 @@ COSTOPS = Module(
                     maximum=100,
                     default="80",
                 ),
-                _req("updated_at", Kind.TIMESTAMP),
+                _req("updated_at", Kind.TIMESTAMP, why=STATE_TIME),
             ),
             money=(
                 Money(
@@ -526,6 +609,7 @@ COSTOPS = Module(
     ),
 )
 
+
 MODULES: dict[str, Module] = {
     m.name: m for m in (REGISTRY, POLICY, MARKETPLACE, OBSERVATORY, SENTINEL, COSTOPS)
 }
@@ -536,3 +620,58 @@ def get_module(name: str) -> Module:
         return MODULES[name]
     except KeyError:
         raise KeyError(f"unknown module {name!r}; known: {', '.join(MODULES)}") from None
+
+
+def fields_markdown() -> str:
+    """The field table of every entity, as ``docs/wire-contract.md`` shows it (generated
+    from this table so the two cannot disagree: ``python -m analytics_hub.sources``)."""
+    header = [
+        "| canonical | wire (snake_case; camelCase too) | kind | required because |",
+        "| --- | --- | --- | --- |",
+    ]
+    lines: list[str] = ["### The envelope of every time-series record", "", *header]
+    lines += [_field_row(f) for f in ENVELOPE] + [""]
+    for module in MODULES.values():
+        for entity in module.entities:
+            kind = "time series" if entity.time_series else "state"
+            volume = "sparse" if entity.volume.sparse else "flowing"
+            lines += [
+                f"### {module.name}.{entity.name}: `GET {entity.path}`",
+                "",
+                f"{kind}; key ({', '.join(entity.key)}); volume {volume}; "
+                f"zone of zoneless times {module.local_timezone}"
+                + (f"; bulk `GET {entity.bulk_path}`" if entity.bulk_path else "")
+                + (
+                    f"; fan-out over `{entity.fan_out.parent_path}` "
+                    f"(`{entity.fan_out.child_field}` from the path where a record lacks it)"
+                    if entity.fan_out
+                    else ""
+                ),
+                "",
+                *header,
+            ]
+            lines += [_field_row(f) for f in entity.fields] + [""]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _field_row(f: Field) -> str:
+    wire = ", ".join(f"`{n}`" for n in (f.wire or (f.name,)))
+    if f.kind in (Kind.DURATION_MS, Kind.SIZE_BYTES):
+        units = DURATION_UNITS if f.kind is Kind.DURATION_MS else SIZE_UNITS
+        wire += " + `_" + "`/`_".join(units) + "`"
+    if f.tag:
+        wire += f", else tag `{f.tag}`"
+    detail = f.kind.value
+    if f.values:
+        detail += " (closed: " + ", ".join(f.values) + ")"
+    if f.minimum is not None or f.maximum is not None:
+        low = "" if f.minimum is None else f"{f.minimum:g}"
+        high = "" if f.maximum is None else f"{f.maximum:g}"
+        detail += f" [{low}..{high}]"
+    if f.default is not None:
+        detail += f", default {f.default}"
+    return f"| {f.name} | {wire} | {detail} | {f.why or 'optional'} |"
+
+
+if __name__ == "__main__":
+    sys.stdout.write(fields_markdown())

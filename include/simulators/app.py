@@ -187,7 +187,13 @@ def create_app(config: SimulatorConfig) -> FastAPI:
         return to_us(config.now or datetime.now(UTC))
 
     def page_response(
-        window: Window, offset: int, limit: int, window_digest: str, request_id: str, api: str
+        window: Window,
+        offset: int,
+        limit: int,
+        window_digest: str,
+        request_id: str,
+        api: str,
+        order_key: str,
     ) -> Response:
         if offset > window.total:
             raise ContractError(400, "'page_token' points past the end of the window")
@@ -197,7 +203,9 @@ def create_app(config: SimulatorConfig) -> FastAPI:
         body = b"".join(
             (
                 b'{"status":"success","data":[',
-                window.records(offset, limit),
+                # the order within a page follows the query, not the time of the pull, so
+                # a re-pull of an unchanged listing is the same bytes
+                window.records(offset, limit, shuffle=f"{config.seed}|{order_key}"),
                 b'],"next_page_token":',
                 orjson.dumps(token),
                 b',"meta":',
@@ -223,6 +231,7 @@ def create_app(config: SimulatorConfig) -> FastAPI:
                     raise ContractError(404, f"no {spec.partition} {partition!r}")
             state_now = now_us() if bounds is None else None
             window_digest = _digest(module, spec.name, partition, bounds, state_now)
+            order_key = _digest(module, spec.name, partition, bounds)
             offset = decode_token(request.query_params.get("page_token"), window_digest)
             fault, request_id = await inject_fault(f"{request.url.path}?{request.url.query}")
             if fault is not None:
@@ -234,7 +243,9 @@ def create_app(config: SimulatorConfig) -> FastAPI:
                 window = await run_in_threadpool(
                     engine.window, module, spec.name, *bounds, partition
                 )
-            return page_response(window, offset, limit, window_digest, request_id, api_version)
+            return page_response(
+                window, offset, limit, window_digest, request_id, api_version, order_key
+            )
 
         list_records.__name__ = f"list_{module}_{spec.name}".replace("-", "_")
         return list_records
@@ -249,6 +260,7 @@ def create_app(config: SimulatorConfig) -> FastAPI:
         limit = parse_limit(request)
         state_now = now_us()
         window_digest = _digest("registry", "versions", asset_id, state_now)
+        order_key = _digest("registry", "versions", asset_id)
         offset = decode_token(request.query_params.get("page_token"), window_digest)
         fault, request_id = await inject_fault(f"{request.url.path}?{request.url.query}")
         if fault is not None:
@@ -256,7 +268,7 @@ def create_app(config: SimulatorConfig) -> FastAPI:
         window = await run_in_threadpool(engine.asset_versions, asset_id, state_now)
         if window is None:
             raise ContractError(404, f"no asset {asset_id!r}")
-        return page_response(window, offset, limit, window_digest, request_id, "v1")
+        return page_response(window, offset, limit, window_digest, request_id, "v1", order_key)
 
     @app.get("/observatory/api/v1/metrics.ndjson")
     async def stream_metrics(request: Request) -> Response:

@@ -14,7 +14,7 @@ import numpy as np
 from simulators.config import MODULES, SimulatorConfig
 from simulators.generators import make_context
 from simulators.specs import MODULE_SPECS, Columns, EntitySpec, Field, ModuleSpec
-from simulators.world import US_PER_HOUR
+from simulators.world import US_PER_HOUR, US_PER_SECOND
 
 MALFORMED_KINDS_BY_FIELD_KIND: dict[str, tuple[str, ...]] = {
     "enum": ("unknown_enum",),
@@ -27,6 +27,11 @@ MALFORMED_KINDS_BY_FIELD_KIND: dict[str, tuple[str, ...]] = {
     "str": (),
 }
 ENVIRONMENTS = ("production", "staging", "dev")
+# Where a value with an envelope tag travels (observatory region, service, model_id):
+# (in data and tags, data only, tags only, nowhere) shares; a required one is never nowhere.
+TAG_PLACEMENT = {"optional": (0.55, 0.2, 0.2, 0.05), "required": (0.6, 0.25, 0.15, 0.0)}
+# Share of event times recorded to the whole second (the others carry milliseconds).
+WHOLE_SECOND_SHARE = 0.25
 
 
 @dataclass
@@ -56,9 +61,23 @@ def entity_indices(module: str, entity: str) -> tuple[int, int]:
     return MODULES.index(module), names.index(entity)
 
 
-def hourly_count(config: SimulatorConfig, entity: EntitySpec, module: str) -> int:
+def is_quiet(config: SimulatorConfig, entity: EntitySpec, module: str, hour: int) -> bool:
+    """Whether this hour of a sparse stream has no records at all (deterministic per seed)."""
+    quiet = entity.quiet
+    if quiet is None or not quiet.start <= hour % 24 < quiet.end:
+        return False
+    if quiet.share >= 1.0:
+        return True
+    module_index, entity_index = entity_indices(module, entity.name)
+    draw = np.random.default_rng([config.seed, module_index, entity_index, hour, 5]).random()
+    return bool(draw < quiet.share)
+
+
+def hourly_count(config: SimulatorConfig, entity: EntitySpec, module: str, hour: int) -> int:
     if entity.fixed_count is not None:
         return entity.fixed_count()
+    if is_quiet(config, entity, module, hour):
+        return 0
     share = config.volume_of(module) * entity.volume_share
     if entity.kind == "state" and config.volume_of(module) > 0:
         return max(1, round(share))
@@ -69,31 +88,70 @@ def hourly_count(config: SimulatorConfig, entity: EntitySpec, module: str) -> in
 def malformable(module: str, entity: str) -> tuple[tuple[str, str], ...]:
     """(kind, canonical field) pairs a record of this entity can be malformed with.
 
-    Ids, ingested_at and state window fields are never malformed; optional
-    fields neither (they may be absent, so the damage would not show).
+    Ids, ingested_at and state window fields are never malformed. Only a required field
+    can be missing; an unknown value only hits a closed enum. An optional field that is
+    damaged is sent (its presence is forced), so the damage shows.
     """
     spec = MODULE_SPECS[module].entity(entity)
     options: list[tuple[str, str]] = []
     if spec.kind == "series":
         options.append(("unparseable_time", "event_time"))
     for field in spec.fields:
-        if not field.required or field.kind in ("id", "list") or field.window:
+        if field.kind in ("id", "list") or field.window:
             continue
-        options.append(("missing_required", field.name))
-        options.extend((kind, field.name) for kind in MALFORMED_KINDS_BY_FIELD_KIND[field.kind])
+        if field.required:
+            options.append(("missing_required", field.name))
+        kinds = MALFORMED_KINDS_BY_FIELD_KIND[field.kind]
+        if field.kind == "enum" and not field.closed:
+            kinds = ()
+        options.extend((kind, field.name) for kind in kinds)
     return tuple(options)
+
+
+def draw_presence(rng: np.random.Generator, spec: EntitySpec, columns: Columns, size: int) -> None:
+    """`<name>__present` of every optional field: its generator's mask (if any) and the
+    field's own absent share; tag-carried fields also get `__in_data` and `__in_tags`."""
+    for field in spec.fields:
+        if field.required and field.tag is None:
+            continue
+        name = field.name
+        present = columns.get(f"{name}__present")
+        if present is None:
+            present = np.ones(size, dtype=bool)
+        share = field.optional_share
+        if share > 0:
+            present = present & (rng.random(size) >= share)
+        if field.tag is not None:
+            shares = TAG_PLACEMENT["required" if field.required else "optional"]
+            placement = rng.choice(4, size, p=list(shares))
+            columns[f"{name}__in_data"] = placement <= 1
+            columns[f"{name}__in_tags"] = (placement == 0) | (placement == 2)
+            present = present & (placement != 3)
+        if field.required:
+            continue
+        if field.default is not None and isinstance(field.default, int):
+            columns[name] = np.where(present, columns[name], field.default).astype(np.int64)
+        elif field.default is not None:
+            columns[name] = np.where(present, columns[name], field.default).astype(object)
+        columns[f"{name}__present"] = present
 
 
 def build_hour(config: SimulatorConfig, module: str, entity: str, hour: int) -> HourData:
     module_spec = MODULE_SPECS[module]
     spec = module_spec.entity(entity)
     module_index, entity_index = entity_indices(module, entity)
-    count = hourly_count(config, spec, module)
+    count = hourly_count(config, spec, module, hour)
     ctx = make_context(config.seed, module_spec, spec, module_index, entity_index, hour, count)
     columns = spec.generate(ctx)
     ingested = columns.pop("ingested_us", ctx.ingested_us)
     size = len(ingested)
     rng = np.random.default_rng([config.seed, module_index, entity_index, hour, 1])
+    draw_presence(
+        np.random.default_rng([config.seed, module_index, entity_index, hour, 4]),
+        spec,
+        columns,
+        size,
+    )
 
     if spec.kind == "series":
         columns["event_id"] = ctx.ids(size)
@@ -104,8 +162,12 @@ def build_hour(config: SimulatorConfig, module: str, entity: str, hour: int) -> 
             rng.choice(3, size, p=[0.8, 0.15, 0.05])
         ]
         columns.setdefault("event_severity", np.full(size, "info", dtype=object))
-        # Usual lag between the event and its ingestion: 50 ms to 2 minutes.
-        columns["event_time"] = ingested - rng.integers(50, 120_000, size).astype(np.int64) * 1000
+        # Usual lag between the event and its ingestion: 50 ms to 2 minutes; a share of
+        # events is timed to the whole second (so whole-second time forms are exact).
+        event_time = ingested - rng.integers(50, 119_000, size).astype(np.int64) * 1000
+        whole = rng.random(size) < WHOLE_SECOND_SHARE
+        event_time[whole] -= event_time[whole] % US_PER_SECOND
+        columns["event_time"] = event_time
         ids = columns["event_id"]
     else:
         ids = columns[spec.key[0]]
@@ -132,7 +194,12 @@ def build_hour(config: SimulatorConfig, module: str, entity: str, hour: int) -> 
             rng.integers(0, len(options), size).tolist(),
             strict=False,
         ):
-            malformed_kind[index], malformed_field[index] = options[choice]
+            kind, name = options[choice]
+            malformed_kind[index], malformed_field[index] = kind, name
+            # The damaged field is on the wire (in data), whatever its presence would be.
+            for flag in ("present", "in_data"):
+                if f"{name}__{flag}" in columns:
+                    columns[f"{name}__{flag}"][index] = True
     else:
         malformed[:] = False
     if late.any():

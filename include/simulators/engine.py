@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 import bisect
+import hashlib
 import threading
 from collections import OrderedDict
 from collections.abc import Hashable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
-import orjson
 
-from simulators.canonical import HourData, build_hour, hours_of
+from simulators.canonical import HourData, build_hour, draw_presence, hours_of
 from simulators.config import SimulatorConfig
 from simulators.generators import asset_versions
-from simulators.render import Block, render_hour, render_times
-from simulators.specs import MODULE_SPECS
+from simulators.render import Block, render_hour
+from simulators.specs import MODULE_SPECS, VERSIONS
 from simulators.world import (
     ACCOUNT_COUNT,
     ASSET_COUNT,
@@ -26,6 +26,9 @@ from simulators.world import (
 )
 
 NDJSON_CHUNK_BYTES = 1 << 20
+# A page's records come in this many runs of the window's order, the runs shuffled: the
+# contract promises no order within a page (pages follow each other in window order).
+PAGE_RUNS = 8
 STATE_POPULATION = {"assets": ASSET_COUNT, "extensions": EXTENSION_COUNT, "budgets": ACCOUNT_COUNT}
 # Current state looks back at most this far for an entity's latest change.
 STATE_LOOKBACK_HOURS = 24 * 400
@@ -62,11 +65,11 @@ class Window:
     def nbytes(self) -> int:
         return sum(int(s.block.offsets[s.stop] - s.block.offsets[s.first]) for s in self.segments)
 
-    def records(self, offset: int, limit: int) -> bytes:
-        """Records [offset, offset + limit) as the inside of a JSON array."""
+    def spans(self, offset: int, count: int) -> list[memoryview]:
+        """The bytes of records [offset, offset + count), newline-terminated."""
         pieces: list[memoryview] = []
         index = max(0, bisect.bisect_right(self.starts, offset) - 1)
-        remaining = min(limit, self.total - offset)
+        remaining = min(count, self.total - offset)
         while remaining > 0 and index < len(self.segments):
             segment = self.segments[index]
             first = segment.first + max(0, offset - self.starts[index])
@@ -75,6 +78,31 @@ class Window:
                 pieces.extend(segment.block.span(first, stop))
                 remaining -= stop - first
             index += 1
+        return pieces
+
+    def records(self, offset: int, limit: int, shuffle: str | None = None) -> bytes:
+        """Records [offset, offset + limit) as the inside of a JSON array.
+
+        With `shuffle` (a key naming the request), the page's records come in a
+        deterministic order of their own: `PAGE_RUNS` runs of window order, shuffled.
+        """
+        count = max(0, min(limit, self.total - offset))
+        if shuffle is None or count < 2:
+            pieces = self.spans(offset, count)
+        else:
+            runs = min(PAGE_RUNS, count)
+            digest = hashlib.blake2b(f"{shuffle}|{offset}|{limit}".encode(), digest_size=8)
+            rng = np.random.default_rng(int.from_bytes(digest.digest(), "big"))
+            cuts = np.sort(rng.choice(np.arange(1, count), runs - 1, replace=False)).tolist()
+            bounds = list(zip([0, *cuts], [*cuts, count], strict=True))
+            order = rng.permutation(runs).tolist()
+            if order == sorted(order):
+                order.reverse()
+            pieces = [
+                p
+                for run in order
+                for p in self.spans(offset + bounds[run][0], bounds[run][1] - bounds[run][0])
+            ]
         if not pieces:
             return b""
         # orjson escapes newlines inside strings, so the only raw newlines are record separators.
@@ -179,10 +207,8 @@ class Engine:
         latest: dict[str, tuple[HourData, int]] = {}
         hour = now_us // US_PER_HOUR
         oldest = max(WORLD_START_US // US_PER_HOUR, hour - STATE_LOOKBACK_HOURS)
-        while len(latest) < population and hour >= oldest:
+        while len(latest) < population and hour >= oldest and self.config.volume_of(module):
             data = build_hour(self.config, module, entity, hour)
-            if data.count == 0:
-                break
             for row in range(data.count - 1, -1, -1):
                 entity_id = data.ids[row]
                 if data.ingested_us[row] < now_us and entity_id not in latest:
@@ -220,23 +246,33 @@ class Engine:
         return Window([Segment(block, 0, block.count)] if block.count else [])
 
     def _render_versions(self, asset_index: int, now_us: int) -> Block:
+        """An asset's versions, with the wire's mess: casing, time spellings, optional
+        fields left out (status, published_at, updated_at; asset_id, which the path names)."""
         versions = asset_versions(build_world(self.config.seed), asset_index, now_us)
-        rng = np.random.default_rng([self.config.seed, asset_index, 3])
         size = len(versions)
-        rendered: dict[str, list[object]] = {}
-        for name in ("published_at", "updated_at"):
-            times = np.array([v[name] for v in versions], dtype=np.int64)
-            formats = rng.integers(0, 7, size)
-            rendered[name] = render_times(times, formats, rng.integers(0, 7, size), "UTC")
-        records = []
-        for index, version in enumerate(versions):
-            record = dict(version)
-            for name, values in rendered.items():
-                record[name] = values[index]
-            records.append(orjson.dumps(record))
-        return Block.from_records(
-            records, np.array([v["published_at"] for v in versions], dtype=np.int64)
+        if not size:
+            return Block.from_records([], np.zeros(0, dtype=np.int64))
+        columns = {
+            name: _stack([v[name] for v in versions])
+            for name in ("asset_id", "version", "status", "published_at", "updated_at")
+        }
+        rng = np.random.default_rng([self.config.seed, asset_index, 3])
+        draw_presence(rng, VERSIONS, columns, size)
+        published = columns["published_at"]
+        data = HourData(
+            module=MODULE_SPECS["registry"],
+            entity=VERSIONS,
+            hour=now_us // US_PER_HOUR,
+            columns=columns,
+            ingested_us=published,
+            ids=columns["asset_id"],
+            malformed=np.zeros(size, dtype=bool),
+            malformed_kind=[None] * size,
+            malformed_field=[None] * size,
+            duplicate=np.zeros(size, dtype=bool),
+            late=np.zeros(size, dtype=bool),
         )
+        return render_hour(data, self.config.seed, rng=rng)
 
 
 def _stack(values: list[object]) -> np.ndarray:

@@ -21,6 +21,15 @@ FieldKind = Literal[
 Columns = dict[str, Any]
 
 DURATION_SUFFIXES = ("ms", "s", "us", "ns")
+# Share of well-formed records in which an optional field is absent on the wire (unless
+# the field says otherwise, e.g. where its generator decides presence itself).
+ABSENT_SHARE = 0.05
+
+
+def camel_case(name: str) -> str:
+    """`total_latency_ms` -> `totalLatencyMs`: the other spelling the contract allows."""
+    head, *rest = name.split("_")
+    return head + "".join(part[:1].upper() + part[1:] for part in rest)
 
 
 @dataclass(frozen=True)
@@ -29,8 +38,10 @@ class Field:
 
     Numeric columns hold integers; the canonical decimal value is the integer
     times 10**-scale (durations are integer microseconds, so scale 3 gives ms).
-    An optional field has a `<name>__present` boolean column; when absent on
-    the wire, its canonical value is `default` (or it does not count).
+    `required` follows the hub's field policy: only a required field can be damaged by
+    removing it. Every optional field has a `<name>__present` boolean column (drawn by
+    its generator and/or with `absent` share by `build_hour`); where absent on the wire,
+    its canonical value is `default` (or it does not count).
     """
 
     name: str
@@ -39,8 +50,16 @@ class Field:
     wire: str | None = None
     renames: Mapping[str, str] = field(default_factory=dict)
     enum: tuple[str, ...] = ()
+    # A closed enum's list is complete (another value is malformed); an open one is not.
+    closed: bool = True
     scale: int = 0
-    default: int | None = None
+    default: int | str | None = None
+    # Share of records without the field (optional fields only); 0: its generator decides.
+    absent: float = ABSENT_SHARE
+    # The envelope tag that may carry the value instead of (or besides) the payload.
+    tag: str | None = None
+    # The fan-out path names the value: the record may leave it out, it still counts.
+    from_path: bool = False
     # The field a state window selects on: never malformed, never shifted.
     window: bool = False
     # Size families: unit -> wire name (e.g. {"bytes": "response_bytes", "kb": "response_size_kb"}).
@@ -50,6 +69,23 @@ class Field:
         if version is not None and version in self.renames:
             return self.renames[version]
         return self.wire or self.name
+
+    @property
+    def optional_share(self) -> float:
+        """The share `build_hour` leaves out (generators may leave out more)."""
+        if self.required or self.window or self.tag is not None:
+            return 0.0
+        return self.absent
+
+
+@dataclass(frozen=True)
+class QuietHours:
+    """UTC hours of the day [start, end) in which an hour has no records with `share`
+    probability (1.0: never any): sparse streams really are empty sometimes."""
+
+    start: int
+    end: int
+    share: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -64,6 +100,7 @@ class EntitySpec:
     # Entities with a fixed population per hour (usage: one record per extension).
     fixed_count: Callable[[], int] | None = None
     partition: str | None = None
+    quiet: QuietHours | None = None
     # Canonical numeric outputs reported in the truth: (name, scale); columns of that name.
     sums: tuple[tuple[str, int], ...] = ()
     derive: Callable[[Columns], None] | None = None
@@ -103,6 +140,8 @@ def _build_modules() -> dict[str, ModuleSpec]:
     from simulators import generators as g
 
     severity = ("low", "medium", "high", "critical")
+    # Required-ness and closed/open vocabularies follow the hub's field policy
+    # (docs/wire-contract.md): only what a fact cannot do without is required.
     return {
         "registry": ModuleSpec(
             name="registry",
@@ -118,6 +157,7 @@ def _build_modules() -> dict[str, ModuleSpec]:
                     kind="series",
                     key=("event_id",),
                     generate=g.registry_events,
+                    quiet=QuietHours(0, 6, 0.5),
                     fields=(
                         Field("asset_id", "id", required=True, renames={"2.0.0": "asset_uid"}),
                         Field("asset_name", "str"),
@@ -132,13 +172,14 @@ def _build_modules() -> dict[str, ModuleSpec]:
                     key=("asset_id", "updated_at"),
                     generate=g.registry_assets,
                     volume_share=0.1,
+                    quiet=QuietHours(0, 6, 0.6),
                     fields=(
                         Field("asset_id", "id", required=True),
-                        Field("asset_name", "str", required=True),
-                        Field("category", "enum", required=True, enum=g.ASSET_CATEGORIES),
-                        Field("owner", "str", required=True),
+                        Field("asset_name", "str"),
+                        Field("category", "enum", enum=g.ASSET_CATEGORIES, closed=False),
+                        Field("owner", "str"),
                         Field("tags", "list"),
-                        Field("created_at", "time", required=True),
+                        Field("created_at", "time"),
                         Field("updated_at", "time", required=True, window=True),
                     ),
                 ),
@@ -160,11 +201,11 @@ def _build_modules() -> dict[str, ModuleSpec]:
                     generate=g.policy_evaluations,
                     sums=(("duration_ms", 3),),
                     fields=(
-                        Field("evaluation_id", "id", required=True),
-                        Field("policy_id", "id", required=True),
-                        Field("asset_id", "id", required=True),
+                        Field("evaluation_id", "id"),
+                        Field("policy_id", "id"),
+                        Field("asset_id", "id"),
                         Field("result", "enum", required=True, enum=("compliant", "non_compliant")),
-                        Field("duration_ms", "duration", wire="duration", scale=3),
+                        Field("duration_ms", "duration", wire="duration", scale=3, absent=0.0),
                     ),
                 ),
                 EntitySpec(
@@ -176,18 +217,12 @@ def _build_modules() -> dict[str, ModuleSpec]:
                     volume_share=0.2,
                     fields=(
                         Field("violation_id", "id", required=True),
-                        Field("policy_id", "id", required=True),
-                        Field("asset_id", "id", required=True),
-                        Field(
-                            "violation_severity",
-                            "enum",
-                            required=True,
-                            wire="severity",
-                            enum=severity,
-                        ),
-                        Field("violation_type", "enum", required=True, enum=g.VIOLATION_TYPES),
+                        Field("policy_id", "id"),
+                        Field("asset_id", "id"),
+                        Field("violation_severity", "enum", wire="severity", enum=severity),
+                        Field("violation_type", "enum", enum=g.VIOLATION_TYPES, closed=False),
                         Field("description", "str"),
-                        Field("user_id", "str"),
+                        Field("user_id", "str", absent=0.0),
                     ),
                 ),
                 EntitySpec(
@@ -197,11 +232,13 @@ def _build_modules() -> dict[str, ModuleSpec]:
                     key=("event_id",),
                     generate=g.policy_audit,
                     volume_share=0.2,
+                    # No audit at night: a window of these hours is empty.
+                    quiet=QuietHours(0, 4),
                     fields=(
-                        Field("audit_id", "id", required=True),
-                        Field("policy_id", "id"),
-                        Field("action", "str", required=True),
-                        Field("actor_id", "str"),
+                        Field("audit_id", "id"),
+                        Field("policy_id", "id", absent=0.0),
+                        Field("action", "str"),
+                        Field("actor_id", "str", absent=0.0),
                         Field("resource", "str"),
                     ),
                 ),
@@ -222,14 +259,15 @@ def _build_modules() -> dict[str, ModuleSpec]:
                     key=("extension_id", "updated_at"),
                     generate=g.marketplace_extensions,
                     volume_share=0.05,
+                    quiet=QuietHours(0, 6, 0.5),
                     sums=(("installs", 0),),
                     fields=(
                         Field("extension_id", "id", required=True),
-                        Field("name", "str", required=True),
-                        Field("publisher", "str", required=True),
-                        Field("version", "str", required=True),
-                        Field("category", "enum", required=True, enum=g.EXTENSION_CATEGORIES),
-                        Field("installs", "int", required=True),
+                        Field("name", "str"),
+                        Field("publisher", "str"),
+                        Field("version", "str"),
+                        Field("category", "enum", enum=g.EXTENSION_CATEGORIES, closed=False),
+                        Field("installs", "int"),
                         Field("updated_at", "time", required=True, window=True),
                     ),
                 ),
@@ -243,10 +281,10 @@ def _build_modules() -> dict[str, ModuleSpec]:
                     partition="extension_id",
                     sums=(("invocations", 0), ("active_tenants", 0)),
                     fields=(
-                        Field("extension_id", "id", required=True),
+                        Field("extension_id", "id", required=True, from_path=True),
                         Field("period_start", "time", required=True),
-                        Field("invocations", "int", required=True),
-                        Field("active_tenants", "int", required=True),
+                        Field("invocations", "int"),
+                        Field("active_tenants", "int"),
                     ),
                 ),
                 EntitySpec(
@@ -263,7 +301,14 @@ def _build_modules() -> dict[str, ModuleSpec]:
                         Field("period_start", "time", required=True),
                         Field("amount", "money", required=True),
                         Field("currency", "enum", required=True, enum=g.CURRENCIES),
-                        Field("amount_unit", "enum", enum=("major", "minor")),
+                        # Absent means major: its generator decides (the amount's scale follows).
+                        Field(
+                            "amount_unit",
+                            "enum",
+                            enum=("major", "minor"),
+                            default="major",
+                            absent=0.0,
+                        ),
                     ),
                 ),
             ),
@@ -291,22 +336,29 @@ def _build_modules() -> dict[str, ModuleSpec]:
                         ("output_tokens", 0),
                     ),
                     fields=(
-                        Field("request_id", "id", required=True),
-                        Field("model_id", "str", required=True, renames={"2.0.0": "model"}),
-                        Field("asset_id", "id", required=True),
-                        Field("region", "str", required=True),
-                        Field("service", "str", required=True),
+                        Field("request_id", "id"),
+                        Field(
+                            "model_id",
+                            "str",
+                            required=True,
+                            renames={"2.0.0": "model"},
+                            tag="model_id",
+                        ),
+                        Field("asset_id", "id"),
+                        Field("region", "str", tag="region"),
+                        Field("service", "str", tag="service"),
                         Field(
                             "latency_ms", "duration", required=True, wire="total_latency", scale=3
                         ),
                         Field("ttft_ms", "duration", wire="ttft", scale=3),
-                        Field("input_tokens", "int", required=True),
-                        Field("output_tokens", "int", required=True),
-                        Field("status", "enum", required=True, enum=("ok", "error")),
-                        Field("error_code", "str"),
+                        Field("input_tokens", "int"),
+                        Field("output_tokens", "int"),
+                        Field("status", "enum", enum=("ok", "error")),
+                        Field("error_code", "str", absent=0.0),
                         Field(
                             "response_bytes",
                             "size",
+                            absent=0.0,
                             size_names={
                                 "bytes": "response_bytes",
                                 "kb": "response_size_kb",
@@ -333,32 +385,19 @@ def _build_modules() -> dict[str, ModuleSpec]:
                     key=("event_id",),
                     generate=g.sentinel_events,
                     sums=(("severity_score", 1),),
+                    # No payload field is required.
                     fields=(
-                        Field("threat_id", "id", required=True),
+                        Field("threat_id", "id"),
+                        Field("security_type", "enum", enum=("threat", "vulnerability", "anomaly")),
+                        Field("threat_type", "enum", enum=g.THREAT_TYPES, closed=False),
                         Field(
-                            "security_type",
-                            "enum",
-                            required=True,
-                            enum=("threat", "vulnerability", "anomaly"),
+                            "threat_level", "enum", enum=severity, renames={"1.1.0": "risk_level"}
                         ),
-                        Field("threat_type", "enum", required=True, enum=g.THREAT_TYPES),
-                        Field(
-                            "threat_level",
-                            "enum",
-                            required=True,
-                            enum=severity,
-                            renames={"1.1.0": "risk_level"},
-                        ),
-                        Field("severity_score", "decimal", required=True, scale=1),
-                        Field(
-                            "mitigation_status",
-                            "enum",
-                            required=True,
-                            enum=("blocked", "flagged", "allowed"),
-                        ),
-                        Field("asset_id", "id", required=True),
-                        Field("source_ip", "str"),
-                        Field("user_id", "str"),
+                        Field("severity_score", "decimal", scale=1),
+                        Field("mitigation_status", "enum", enum=("blocked", "flagged", "allowed")),
+                        Field("asset_id", "id"),
+                        Field("source_ip", "str", absent=0.0),
+                        Field("user_id", "str", absent=0.0),
                     ),
                 ),
             ),
@@ -383,13 +422,13 @@ def _build_modules() -> dict[str, ModuleSpec]:
                         Field(
                             "cost_record_id", "id", required=True, renames={"3.1.0": "record_id"}
                         ),
-                        Field("account_id", "id", required=True),
-                        Field("asset_id", "id", required=True),
-                        Field("model_id", "str", required=True),
+                        Field("account_id", "id"),
+                        Field("asset_id", "id"),
+                        Field("model_id", "str"),
                         Field("usage_start", "time", required=True),
-                        Field("usage_end", "time", required=True),
-                        Field("input_tokens", "int", required=True),
-                        Field("output_tokens", "int", required=True),
+                        Field("usage_end", "time"),
+                        Field("input_tokens", "int"),
+                        Field("output_tokens", "int"),
                         Field("cost", "money", required=True),
                         Field("cost_unit", "enum", required=True, enum=g.COST_UNITS),
                         Field("record_version", "int", required=True),
@@ -402,15 +441,16 @@ def _build_modules() -> dict[str, ModuleSpec]:
                     key=("budget_id", "updated_at"),
                     generate=g.costops_budgets,
                     volume_share=0.05,
+                    quiet=QuietHours(0, 6, 0.5),
                     sums=(("limit", 2), ("alert_threshold_percent", 0), ("limit_usd", 6)),
                     derive=g.derive_limit_usd,
                     fields=(
                         Field("budget_id", "id", required=True),
                         Field("account_id", "id", required=True),
-                        Field("period", "enum", required=True, enum=("monthly",)),
+                        Field("period", "enum", enum=("monthly",), default="monthly"),
                         Field("limit", "decimal", required=True, scale=2),
                         Field("currency", "enum", required=True, enum=g.CURRENCIES),
-                        Field("alert_threshold_percent", "int", default=80),
+                        Field("alert_threshold_percent", "int", default=80, absent=0.0),
                         Field("updated_at", "time", required=True, window=True),
                     ),
                 ),
@@ -418,5 +458,21 @@ def _build_modules() -> dict[str, ModuleSpec]:
         ),
     }
 
+
+# Asset versions (served per asset, no truth): the hub keys them by (asset_id, version).
+VERSIONS = EntitySpec(
+    name="versions",
+    path="/api/v1/assets/{asset_id}/versions",
+    kind="state",
+    key=("asset_id", "version"),
+    generate=lambda ctx: {},
+    fields=(
+        Field("asset_id", "id", required=True, from_path=True),
+        Field("version", "str", required=True),
+        Field("status", "enum", enum=("staged", "production", "retired")),
+        Field("published_at", "time"),
+        Field("updated_at", "time"),
+    ),
+)
 
 MODULE_SPECS: dict[str, ModuleSpec] = _build_modules()

@@ -151,7 +151,10 @@ def _canonical(spec: EntitySpec, columns: dict[str, Any], name: str, rows: list[
     for row in rows:
         if present is not None and not present[row]:
             default = field.default if field is not None else None
-            out.append(None if default is None else Decimal(default).scaleb(-scale))
+            if default is None or isinstance(default, str):
+                out.append(default)
+            else:
+                out.append(Decimal(default).scaleb(-scale))
         elif kind == "time":
             out.append(_moment(values[row]))
         elif kind in NUMERIC_KINDS:

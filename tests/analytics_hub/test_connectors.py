@@ -15,7 +15,7 @@ import pytest
 
 from analytics_hub.connectors import Endpoint, ModuleClient, PullError
 from analytics_hub.settings import load_settings
-from analytics_hub.sources import MODULES
+from analytics_hub.sources import MODULES, both_casings
 from analytics_hub.windows import Window
 from simulators import SimulatorConfig, SimulatorProcess
 
@@ -107,17 +107,18 @@ def test_fan_out_ids_do_not_depend_on_when_they_are_listed() -> None:
     marketplace = MODULES["marketplace"]
     parent = marketplace.entity("usage").fan_out
     assert parent is not None
+    keys = both_casings((parent.parent_key,))
     listed: dict[datetime, tuple[list[str], list[str]]] = {}
     for now in (datetime(2026, 11, 25, 9, tzinfo=UTC), datetime(2026, 11, 25, 12, tzinfo=UTC)):
         with SimulatorProcess(SimulatorConfig(seed=8, now=now)) as sim:
             endpoint = Endpoint(sim.module_url("marketplace"), "sim-marketplace-token")
             with ModuleClient(marketplace, endpoint, load_settings()) as pulling:
                 as_served = [
-                    str(record[parent.parent_key])
+                    str(next(record[k] for k in keys if k in record))
                     for page in pulling.pages(parent.parent_path, None)
                     for record in orjson.loads(page.body)["data"]
                 ]
-                ids = pulling.list_ids(parent.parent_path, parent.parent_key, None)
+                ids = pulling.list_ids(parent.parent_path, keys, None)
                 listed[now] = (as_served, ids)
     (served_a, ids_a), (served_b, ids_b) = listed.values()
     assert served_a != served_b, "the simulator no longer reorders its listing: test nothing"

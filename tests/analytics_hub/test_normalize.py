@@ -82,6 +82,19 @@ def reasons(result: Normalized) -> list[str]:
         (1_795_698_301, datetime(2026, 11, 26, 13, 5, 1, tzinfo=UTC)),
         (1_795_698_301.5, datetime(2026, 11, 26, 13, 5, 1, 500000, tzinfo=UTC)),
         (1_795_698_301_250, datetime(2026, 11, 26, 13, 5, 1, 250000, tzinfo=UTC)),
+        ("2026-11-26 13:05:01", datetime(2026, 11, 26, 13, 5, 1, tzinfo=UTC)),
+        ("2026-11-26 13:05:01.5Z", datetime(2026, 11, 26, 13, 5, 1, 500000, tzinfo=UTC)),
+        ("2026-11-26t13:05:01z", datetime(2026, 11, 26, 13, 5, 1, tzinfo=UTC)),
+        ("2026-11-26T13:05:01.123456789Z", datetime(2026, 11, 26, 13, 5, 1, 123456, tzinfo=UTC)),
+        (
+            "2026-11-26T13:05:01.1234567891234Z",
+            datetime(2026, 11, 26, 13, 5, 1, 123456, tzinfo=UTC),
+        ),
+        ("2026-11-26T13:05:01,25Z", datetime(2026, 11, 26, 13, 5, 1, 250000, tzinfo=UTC)),
+        ("2026-11-26T18:05:01+05", datetime(2026, 11, 26, 13, 5, 1, tzinfo=UTC)),
+        ("2026-11-26T13:05Z", datetime(2026, 11, 26, 13, 5, tzinfo=UTC)),
+        ("2026-11-26", datetime(2026, 11, 26, tzinfo=UTC)),
+        ("1795698301", datetime(2026, 11, 26, 13, 5, 1, tzinfo=UTC)),
     ],
     ids=[
         "iso-z",
@@ -93,6 +106,16 @@ def reasons(result: Normalized) -> list[str]:
         "epoch-s",
         "epoch-s-float",
         "epoch-ms",
+        "space-zoneless",
+        "space-fraction-lower-z",
+        "lower-t-z",
+        "nine-digits",
+        "thirteen-digits",
+        "comma-fraction",
+        "offset-hours",
+        "no-seconds",
+        "date-only",
+        "epoch-s-text",
     ],
 )
 def test_timestamps_become_utc(wire: Any, expected: datetime, rates: FxRates) -> None:
@@ -107,6 +130,113 @@ def test_zoneless_time_is_in_the_modules_local_zone(rates: FxRates) -> None:
     result = run("costops", "cost_records", [record], rates)
     assert one(result, "usage_start") == datetime(2026, 11, 26, 13, 0, tzinfo=UTC)
     assert one(result, "usage_end") == datetime(2026, 7, 1, 12, 0, tzinfo=UTC)
+
+
+def test_a_space_separated_zoneless_time_is_in_the_modules_local_zone(rates: FxRates) -> None:
+    record = cost_record(usage_start="2026-11-26 08:00:00", usage_end="2026-11-26 09:00")
+    result = run("costops", "cost_records", [record], rates)
+    assert one(result, "usage_start") == datetime(2026, 11, 26, 13, 0, tzinfo=UTC)
+    assert one(result, "usage_end") == datetime(2026, 11, 26, 14, 0, tzinfo=UTC)
+
+
+def camel(record: dict[str, Any]) -> dict[str, Any]:
+    """The record with every key, envelope and payload, in camelCase."""
+
+    def spell(name: str) -> str:
+        head, *rest = name.split("_")
+        return head + "".join(part[:1].upper() + part[1:] for part in rest)
+
+    return {
+        spell(k): camel(v) if isinstance(v, dict) and k == "data" else v for k, v in record.items()
+    }
+
+
+def test_camel_case_payload_fields_land_like_snake_case(rates: FxRates) -> None:
+    snake = metric(response_size_kib=2, ttft_s="0.25")
+    camelled = camel(metric(response_size_kib=2, ttft_s="0.25"))
+    assert "totalLatencyMs" in camelled["data"] and "responseSizeKib" in camelled["data"]
+    result = run("observatory", "metrics", [snake, camelled], rates)
+    assert result.rejects.is_empty(), result.rejects.to_dicts()
+    first, second = result.rows.drop("_row").to_dicts()
+    assert first == second
+    assert second["latency_ms"] == 120.5 and second["response_bytes"] == 2048
+    assert second["ttft_ms"] == 250.0 and second["model_id"] == "gpt-x"
+
+
+def test_casing_is_per_field_and_per_record(rates: FxRates) -> None:
+    mixed = cost_record()
+    mixed["data"]["costRecordId"] = mixed["data"].pop("cost_record_id")
+    mixed["data"]["costUnit"] = mixed["data"].pop("cost_unit")
+    other = cost_record()
+    other["event_id"], other["data"]["record_version"] = "cost-evt-2", 2
+    result = run("costops", "cost_records", [mixed, other], rates)
+    assert result.rejects.is_empty(), result.rejects.to_dicts()
+    assert result.rows["cost_record_id"].to_list() == [mixed["data"]["costRecordId"]] * 2
+    assert result.rows["cost_usd"].n_unique() == 1
+
+
+def test_state_fields_are_read_in_camel_case(rates: FxRates) -> None:
+    asset = {
+        "assetId": "asset-9",
+        "assetName": "Summarizer",
+        "category": "speech-to-text",  # an open vocabulary: not in any list of ours
+        "owner": "team-a",
+        "createdAt": "2026-11-20 10:00:00",
+        "updatedAt": "2026-11-26T10:00:00Z",
+    }
+    result = run("registry", "assets", [asset], rates)
+    assert one(result, "asset_id") == "asset-9" and one(result, "asset_name") == "Summarizer"
+    assert one(result, "category") == "speech-to-text"
+    assert one(result, "created_at") == datetime(2026, 11, 20, 10, tzinfo=UTC)
+
+
+def test_telemetry_reads_region_service_and_model_from_the_envelopes_tags(
+    rates: FxRates,
+) -> None:
+    record = metric(region=None, service=None, model_id=None)
+    record["tags"] = {"region": "ap-south-1", "service": "search", "model_id": "m-7"}
+    result = run("observatory", "metrics", [record], rates)
+    assert one(result, "region") == "ap-south-1" and one(result, "service") == "search"
+    assert one(result, "model_id") == "m-7"
+
+
+def test_the_payload_wins_over_the_tags(rates: FxRates) -> None:
+    record = metric(region="eu-west-1")
+    record["tags"] = {"region": "us-east-1"}
+    assert one(run("observatory", "metrics", [record], rates), "region") == "eu-west-1"
+
+
+def test_fields_the_contract_does_not_require_may_be_absent(rates: FxRates) -> None:
+    record = metric(
+        request_id=None, asset_id=None, region=None, service=None, status=None, input_tokens=None
+    )
+    record["tags"] = {}
+    result = run("observatory", "metrics", [record], rates)
+    assert one(result, "latency_ms") == 120.5
+    assert one(result, "region") is None and one(result, "input_tokens") is None
+
+
+def test_a_fan_out_record_takes_its_parent_id_from_the_path(rates: FxRates) -> None:
+    spec = MODULES["registry"]
+    versions = spec.entity("versions")
+    body = orjson.dumps({"status": "success", "data": [{"version": "1.2.0"}]})
+    frame, _ = parse.read_page(body, versions)
+    result = normalize(frame, spec, versions, rates=rates, pseudonym_key=KEY, parent_id="a-1")
+    assert one(result, "asset_id") == "a-1" and one(result, "version") == "1.2.0"
+    assert one(result, "updated_at") is None  # the contract gives versions no updated_at
+
+
+def test_open_vocabularies_are_not_enums(rates: FxRates) -> None:
+    violation = {
+        "eventId": "pol-9",
+        "timestamp": "2026-11-26T13:05:01Z",
+        "ingestedAt": "2026-11-26T13:05:02Z",
+        "eventType": "violation.detected",
+        "data": {"violationId": "v-1", "violationType": "prompt_leak", "severity": "HIGH"},
+    }
+    result = run("policy", "violations", [violation], rates)
+    assert one(result, "violation_type") == "prompt_leak"
+    assert one(result, "violation_severity") == "high"
 
 
 @pytest.mark.parametrize(
@@ -289,7 +419,7 @@ def test_personal_fields_are_pseudonymized_with_the_key(rates: FxRates) -> None:
 @pytest.mark.parametrize(
     ("change", "reason"),
     [
-        ({"request_id": None}, "missing_required:request_id"),
+        ({"model_id": None}, "missing_required:model_id"),
         ({"total_latency_ms": None}, "missing_required:latency_ms"),
         ({"status": "maybe"}, "unknown_enum:status"),
         ({"input_tokens": -5}, "negative_number:input_tokens"),
@@ -322,6 +452,17 @@ def test_every_reason_is_reported(rates: FxRates) -> None:
     assert reasons(run("observatory", "metrics", [record], rates)) == [
         "negative_number:input_tokens;unknown_enum:status"
     ]
+
+
+def test_the_most_specific_reason_comes_first(rates: FxRates) -> None:
+    record = metric(model_id=None, input_tokens=-3, ttft_ms="soon")
+    record["timestamp"] = "yesterday"
+    result = run("observatory", "metrics", [record], rates)
+    assert reasons(result) == [
+        "unparseable_time:event_time;unparseable_number:ttft_ms;"
+        "negative_number:input_tokens;missing_required:model_id"
+    ]
+    assert result.rejects["reason_code"].to_list() == ["unparseable_time"]
 
 
 def test_enum_casing_is_normalized(rates: FxRates) -> None:

@@ -4,19 +4,19 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from decimal import ROUND_HALF_EVEN, Decimal
-from itertools import combinations
 from typing import Any
 
+import orjson
 import pytest
 from simulator_helpers import WINDOW, pull_pages
 from starlette.testclient import TestClient
+from wire_reader import DEFAULTS, OPEN_VOCABULARIES, REQUIRED, read
 
 from simulators import MODULES, SimulatorConfig, compute_records, compute_truth
 from simulators.fx import FX_TABLE_PATH
-from simulators.render import BAD_NUMBERS, BAD_TIMES
-from simulators.specs import DURATION_SUFFIXES, MODULE_SPECS
+from simulators.specs import MODULE_SPECS
 
 START = datetime(2026, 3, 10, 10, tzinfo=UTC)
 SPLIT = datetime(2026, 3, 10, 11, 23, 45, 678000, tzinfo=UTC)
@@ -71,6 +71,12 @@ def test_records_are_the_valid_records_the_truth_counts_and_sums(module: str, en
         assert total == Decimal(expected), name
     for name, expected in truth["counts"].items():
         present = Counter(r[name] for r in records if r[name] is not None)
+        default = DEFAULTS.get(name)
+        if default is not None:  # counted where sent; a record has it (the default) anyway
+            expected = {
+                **expected,
+                default: len(records) - sum(n for value, n in expected.items() if value != default),
+            }
         assert dict(sorted(present.items())) == expected, name
 
 
@@ -96,94 +102,106 @@ def test_chaos_zero_has_no_damage() -> None:
         assert truth["pulled"] == truth["valid"]
 
 
-def _wire_keys(module: str, entity: str, field_name: str) -> set[str]:
+def test_only_required_fields_go_missing_and_only_closed_enums_get_unknown_values() -> None:
+    """The chaos kinds follow the hub's field policy (not the simulator's own spec)."""
+    kinds: Counter[str] = Counter()
+    for module, entity in ENTITIES:
+        truth = compute_truth(CHAOTIC, module, entity, START, END)
+        for damage in truth["malformed"]:
+            kinds[damage["kind"]] += 1
+            if damage["kind"] == "missing_required":
+                assert damage["field"] in REQUIRED[(module, entity)], (module, damage)
+            if damage["kind"] == "unknown_enum":
+                assert damage["field"] not in OPEN_VOCABULARIES, (module, damage)
+    assert set(kinds) == {
+        "missing_required",
+        "unknown_enum",
+        "negative_number",
+        "unparseable_number",
+        "unparseable_time",
+    }
+
+
+# --- the wire, read as a correct hub reads it, is the truth ---------------------------------
+
+
+def pull_entity(
+    client: TestClient, module: str, entity: str, window: dict[str, str]
+) -> list[tuple[dict[str, Any], str | None]]:
+    """Every wire record of the window, with the fan-out parent's id where there is one."""
     spec = MODULE_SPECS[module].entity(entity)
-    field = spec.field(field_name)
-    if field.kind == "duration":
-        return {f"{field.wire_name()}_{suffix}" for suffix in DURATION_SUFFIXES}
-    if field.kind == "size":
-        return set(field.size_names.values())
-    return {field.wire_name(), *field.renames.values()}
+    if spec.partition is None:
+        return [(r, None) for r in pull_pages(client, f"/{module}{spec.path}", window, module)[0]]
+    listing = pull_pages(client, "/marketplace/api/v1/extensions", {}, module)[0]
+    pulled = []
+    for extension in sorted(r.get("extension_id") or r["extensionId"] for r in listing):
+        path = f"/{module}/api/v1/extensions/{extension}/usage"
+        pulled += [(r, extension) for r in pull_pages(client, path, window, module)[0]]
+    return pulled
 
 
-def _is_negative(value: object) -> bool:
-    return isinstance(value, int | float) and value < 0
+def record_key(spec_kind: str, record: dict[str, Any], id_field: str) -> Any:
+    return record["event_id"] if spec_kind == "series" else (record[id_field], record["updated_at"])
 
 
-@pytest.mark.parametrize(("module", "entity"), UNPARTITIONED)
-def test_malformed_duplicate_and_late_records_show_on_the_wire(
-    make_client: Callable[..., TestClient], module: str, entity: str
+@pytest.mark.parametrize("chaos", [0.0, 0.5], ids=["calm", "chaos"])
+@pytest.mark.parametrize(("module", "entity"), ENTITIES)
+def test_the_wire_read_back_is_exactly_the_truth(
+    make_client: Callable[..., TestClient], module: str, entity: str, chaos: float
 ) -> None:
+    """Read back as the hub's field policy says (any casing, tags, fan-out path, every time
+    spelling), the wire is the truth: the same faults in the same records, the same
+    duplicates, and the valid records equal `compute_records`, value for value."""
+    overrides: dict[str, Any] = {
+        "seed": 9,
+        "chaos": chaos,
+        "fault_rate": 0.0,
+        "volume": dict.fromkeys(MODULES, 300),
+    }
+    config = SimulatorConfig(**overrides)
+    client = make_client(**overrides)
     spec = MODULE_SPECS[module].entity(entity)
-    client = make_client(
-        seed=5, chaos=0.5, fault_rate=0.0, malformed_rate=0.3, volume=dict.fromkeys(MODULES, 400)
-    )
-    path = f"/{module}{spec.path}"
-    records, _ = pull_pages(client, path, WINDOW, module)
-    truth = client.get(f"/{module}/_sim/truth/{entity}", params=WINDOW).json()
-    assert len(records) == truth["pulled"]
+    pulled = pull_entity(client, module, entity, WINDOW)
+    truth = compute_truth(config, module, entity, START, END)
+    assert len(pulled) == truth["pulled"] > 0
 
-    def record_id(record: dict[str, Any]) -> str:
+    def wire_id(record: dict[str, Any]) -> str:
         if spec.kind == "series":
-            return record.get("event_id") or record["eventId"]
-        return record[spec.key[0]]
+            return str(record.get("event_id") or record["eventId"])
+        return str(record.get(spec.key[0]) or record[_camel(spec.key[0])])
 
-    by_id: dict[str, list[dict[str, Any]]] = {}
-    for record in records:
-        by_id.setdefault(record_id(record), []).append(record)
-    for duplicate in truth["duplicates"]:
-        copies = by_id[duplicate]
-        assert any(a == b for a, b in combinations(copies, 2)), duplicate
-    assert truth["malformed"]
-    for damage in truth["malformed"]:
-        # State ids repeat across snapshots: one of the records with the id must show the damage.
-        assert any(_shows(damage, r, module, entity) for r in by_id[damage["id"]]), damage
-
-
-def _shows(damage: dict[str, str], record: dict[str, Any], module: str, entity: str) -> bool:
-    payload = record.get("data", record)
-    if damage["field"] == "event_time":
-        return record["timestamp"] in BAD_TIMES
-    present = _wire_keys(module, entity, damage["field"]) & payload.keys()
-    if damage["kind"] == "missing_required":
-        return not present
-    if len(present) != 1:
-        return False
-    value = payload[present.pop()]
-    if damage["kind"] == "unknown_enum":
-        return value == "unexpected_value"
-    if damage["kind"] == "negative_number":
-        return _is_negative(value)
-    if damage["kind"] == "unparseable_number":
-        return value in BAD_NUMBERS
-    return value in BAD_TIMES
+    faults: set[tuple[str, str]] = set()
+    valid: dict[Any, dict[str, Any]] = {}
+    seen: dict[bytes, int] = {}
+    copies: list[str] = []
+    for record, parent in pulled:
+        raw = orjson.dumps(record)
+        if raw in seen:  # an exact copy: a redelivery
+            copies.append(wire_id(record))
+            continue
+        seen[raw] = 1
+        values, found = read(module, entity, record, parent)
+        faults |= {(wire_id(record), fault) for fault in found}
+        if not found:
+            key = record_key(spec.kind, values, spec.key[0])
+            assert key not in valid, key
+            valid[key] = values
+    assert faults == {(m["id"], f"{m['kind']}:{m['field']}") for m in truth["malformed"]}
+    assert sorted(copies) == sorted(truth["duplicates"])
+    expected = {
+        record_key(spec.kind, r, spec.key[0]): r
+        for r in compute_records(config, module, entity, START, END)
+    }
+    assert valid.keys() == expected.keys()
+    for key, record in expected.items():
+        assert valid[key] == record, key
+    if chaos:
+        assert truth["malformed"] or not truth["valid"]
 
 
-# --- an independent normalizer: the wire must convert back to the truth exactly -----------
-
-DURATION_TO_MS = {
-    "ms": Decimal(1),
-    "s": Decimal(1000),
-    "us": Decimal("0.001"),
-    "ns": Decimal("0.000001"),
-}
-SIZE_TO_BYTES = {
-    "response_bytes": 1,
-    "response_size_kb": 1000,
-    "response_size_kib": 1024,
-    "response_size_mb": 1_000_000,
-}
-
-
-def _number(value: object) -> Decimal:
-    return Decimal(value) if isinstance(value, str) else Decimal(repr(value))
-
-
-def _family(payload: dict[str, Any], prefix: str) -> Decimal | None:
-    for suffix, factor in DURATION_TO_MS.items():
-        if f"{prefix}_{suffix}" in payload:
-            return _number(payload[f"{prefix}_{suffix}"]) * factor
-    return None
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.capitalize() for part in rest)
 
 
 def _rates() -> dict[tuple[str, str], Decimal]:
@@ -192,69 +210,3 @@ def _rates() -> dict[tuple[str, str], Decimal]:
         day, currency, rate = line.split(",")
         rates[(day, currency)] = Decimal(rate)
     return rates
-
-
-def _utc_day(value: object, zone_is_new_york: bool) -> date:
-    if isinstance(value, int | float):
-        seconds = value / 1000 if value >= 1e11 else value
-        return datetime.fromtimestamp(seconds, tz=UTC).date()
-    moment = datetime.fromisoformat(str(value))
-    if moment.tzinfo is None:
-        from zoneinfo import ZoneInfo
-
-        moment = moment.replace(tzinfo=ZoneInfo("America/New_York") if zone_is_new_york else UTC)
-    return moment.astimezone(UTC).date()
-
-
-def test_wire_values_normalize_to_the_truth_exactly(make_client: Callable[..., TestClient]) -> None:
-    client = make_client(seed=9, volume={"observatory": 1500, "costops": 400, "marketplace": 300})
-    rates = _rates()
-    cent = Decimal("0.000001")
-
-    metrics, _ = pull_pages(
-        client, "/observatory/api/v1/metrics", WINDOW, "observatory", limit=10_000
-    )
-    latency = sum(_family(r["data"], "total_latency") for r in metrics)
-    ttft = sum(t for r in metrics if (t := _family(r["data"], "ttft")) is not None)
-    size = sum(
-        (_number(r["data"][k]) * f).to_integral_value()
-        for r in metrics
-        for k, f in SIZE_TO_BYTES.items()
-        if k in r["data"]
-    )
-    sums = client.get("/observatory/_sim/truth/metrics", params=WINDOW).json()["sums"]
-    assert (
-        Decimal(sums["latency_ms"]),
-        Decimal(sums["ttft_ms"]),
-        Decimal(sums["response_bytes"]),
-    ) == (latency, ttft, size)
-    tokens = sum(int(_number(r["data"]["input_tokens"])) for r in metrics)
-    assert Decimal(sums["input_tokens"]) == tokens
-
-    costs, _ = pull_pages(client, "/costops/api/v1/cost-data", WINDOW, "costops")
-    unit_factor = {"USD": 1, "cents": Decimal("0.01"), "micro-USD": Decimal("0.000001")}
-    cost_usd = Decimal(0)
-    for record in costs:
-        data = record["data"]
-        unit = data["cost_unit"]
-        rate = (
-            unit_factor.get(unit) or rates[(_utc_day(data["usage_start"], True).isoformat(), unit)]
-        )
-        cost_usd += (_number(data["cost"]) * rate).quantize(cent, rounding=ROUND_HALF_EVEN)
-    truth = client.get("/costops/_sim/truth/cost-data", params=WINDOW).json()
-    assert Decimal(truth["sums"]["cost_usd"]) == cost_usd
-    assert truth["counts"]["cost_unit"].keys() == {"USD", "cents", "micro-USD", "EUR", "GBP"}
-
-    revenue, _ = pull_pages(client, "/marketplace/api/v1/revenue", WINDOW, "marketplace")
-    amount_usd = Decimal(0)
-    for record in revenue:
-        data = record["data"]
-        amount = _number(data["amount"]) / (100 if data.get("amount_unit") == "minor" else 1)
-        rate = (
-            Decimal(1)
-            if data["currency"] == "USD"
-            else rates[(_utc_day(data["period_start"], False).isoformat(), data["currency"])]
-        )
-        amount_usd += (amount * rate).quantize(cent, rounding=ROUND_HALF_EVEN)
-    truth = client.get("/marketplace/_sim/truth/revenue", params=WINDOW).json()
-    assert Decimal(truth["sums"]["amount_usd"]) == amount_usd
