@@ -127,13 +127,20 @@ def land_entity(module_name: str, entity_name: str, window: Window) -> dict[str,
 def validate_landed(module_name: str, entity_name: str, window: Window) -> dict[str, Any]:
     """Run the lake gate on a landed window; returns its manifest as the gate left it.
 
-    A blocked window fails the task at once, without retries: the same data would fail
-    the same way. Great Expectations is imported here, in the task, not at parse time.
+    A window blocked by its data (schema drift, balance, too many bad rows) fails the task
+    at once, without retries: the same data would fail the same way. A window blocked only
+    for a collapse of its volume fails with retries, and each retry pulls the window again
+    before auditing it: the module may not have delivered yet. Great Expectations is
+    imported here, in the task, not at parse time.
     """
     from airflow.sdk.exceptions import AirflowFailException
 
     from analytics_hub.quality.config import load_gate_settings, quality_url
-    from analytics_hub.quality.gate import WindowBlockedError, validate_window
+    from analytics_hub.quality.gate import (
+        TRANSIENT_BLOCKS,
+        WindowBlockedError,
+        validate_window,
+    )
     from analytics_hub.quality.store import open_store
 
     module = get_module(module_name)
@@ -141,12 +148,19 @@ def validate_landed(module_name: str, entity_name: str, window: Window) -> dict[
     settings = settings_from_airflow()
     gate = load_gate_settings()
     lake = Lake.from_settings(settings)
+    manifest_path = lake.path(Zone.MANIFESTS, module.name, entity.name, window)
+    quality = lake.read_json(manifest_path).get("quality") if lake.exists(manifest_path) else None
+    blocked_by = set(quality["blocked"]) if quality and quality["status"] == "blocked" else set()
+    if blocked_by and blocked_by <= TRANSIENT_BLOCKS:
+        land_entity(module_name, entity_name, window)  # a retry: ask the module again
     store = open_store(quality_url(settings, gate), settings, gate.work_dir)
     try:
         validate_window(module, entity, window, lake=lake, store=store, settings=gate)
     except WindowBlockedError as blocked:
+        if blocked.transient:
+            raise
         raise AirflowFailException(str(blocked)) from blocked
-    return lake.read_json(lake.path(Zone.MANIFESTS, module.name, entity.name, window))
+    return lake.read_json(manifest_path)
 
 
 LAKE_REPLAYED = Asset(name="lake.replayed", uri="hub-lake://replayed", group="lake")

@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import orjson
 import polars as pl
 import pyarrow.parquet as pq
 import pytest
@@ -46,7 +47,7 @@ CONFIG = SimulatorConfig(
     stall_seconds=0.0,
     volume={"observatory": 400, "sentinel": 200, "policy": 1000},
 )
-SILENT = SimulatorConfig(seed=11, volume={"observatory": 0})
+SILENT = SimulatorConfig(seed=11, volume={"observatory": 0, "sentinel": 0})
 
 
 @pytest.fixture(scope="module")
@@ -129,7 +130,7 @@ def test_a_chaotic_window_passes_and_its_dead_letters_are_the_simulators_malform
     assert manifest["quality"]["status"] == "passed"
 
     history = hub.store.history().to_table().to_pylist()
-    assert {row["expectation"] for row in history} >= {"balance", "volume_collapse", "freshness"}
+    assert {row["expectation"] for row in history} >= {"balance", "volume_collapse", "volume_drop"}
     assert all(row["success"] for row in history)
     assert {(row["module"], row["entity"]) for row in history} == {("policy", "violations")}
     index = Path(hub.store.docs_index)
@@ -227,16 +228,74 @@ def test_schema_drift_blocks(sim: Any, hub: Hub) -> None:
         hub.validate(SENTINEL, SECURITY)
 
 
-def test_an_outage_trips_the_volume_check(sim: Any, hub: Hub) -> None:
-    yesterday = Window(WINDOW.start - timedelta(days=1), WINDOW.end - timedelta(days=1))
-    hub.land(sim, OBSERVATORY, METRICS, yesterday)
-    assert hub.validate(OBSERVATORY, METRICS, yesterday).status == "passed"
+def past_days(hub: Hub, module: Module, entity: Entity, rows: int, days: int) -> None:
+    """Manifests of the same window on past days, as the gate's volume history reads them."""
+    for day in range(1, days + 1):
+        past = Window(WINDOW.start - timedelta(days=day), WINDOW.end - timedelta(days=day))
+        manifest = {"module": module.name, "entity": entity.name, "landed": rows}
+        hub.lake.write_json(hub.lake.path(Zone.MANIFESTS, module.name, entity.name, past), manifest)
+
+
+def test_an_outage_of_a_flowing_stream_blocks_and_a_later_pull_can_lift_it(
+    sim: Any, hub: Hub
+) -> None:
+    past_days(hub, OBSERVATORY, METRICS, rows=400, days=METRICS.volume.min_history)
     with SimulatorProcess(SILENT) as silent:  # the module answers, with nothing
         hub.land(silent, OBSERVATORY, METRICS)
 
     with pytest.raises(WindowBlockedError, match="volume_collapse") as blocked:
         hub.validate(OBSERVATORY, METRICS)
     assert "observed 0" in str(blocked.value)
+    assert blocked.value.transient  # a pull of the same window later may find the data
+
+    hub.land(sim, OBSERVATORY, METRICS)  # the upstream delivered after all
+    assert hub.validate(OBSERVATORY, METRICS).status == "passed"
+
+
+def test_a_quiet_window_of_a_sparse_stream_lands_balances_and_passes(hub: Hub) -> None:
+    assert SECURITY.volume.sparse
+    with SimulatorProcess(SILENT) as silent:
+        hub.land(silent, SENTINEL, SECURITY)
+
+    result = hub.validate(SENTINEL, SECURITY)
+
+    assert result.status == "passed", result.to_dict()
+    manifest = hub.manifest(SENTINEL, SECURITY)
+    assert manifest["balanced"] and manifest["pulled"] == manifest["landed"] == 0
+
+
+def test_a_sparse_stream_below_its_history_warns(hub: Hub) -> None:
+    past_days(hub, SENTINEL, SECURITY, rows=200, days=SECURITY.volume.min_history)
+    with SimulatorProcess(SILENT) as silent:
+        hub.land(silent, SENTINEL, SECURITY)
+
+    result = hub.validate(SENTINEL, SECURITY)
+
+    assert result.status == "warned"
+    assert [f.expectation for f in result.warned] == ["volume_drop"]
+
+
+def test_a_flowing_stream_without_history_only_warns_when_empty(hub: Hub) -> None:
+    past_days(hub, OBSERVATORY, METRICS, rows=400, days=METRICS.volume.min_history - 1)
+    with SimulatorProcess(SILENT) as silent:
+        hub.land(silent, OBSERVATORY, METRICS)
+
+    result = hub.validate(OBSERVATORY, METRICS)
+
+    assert result.status == "warned"  # the stream did stall: nothing is fresh either
+    assert [f.expectation for f in result.warned] == ["volume_drop", "freshness"]
+
+
+def test_a_block_in_the_data_is_not_transient(sim: Any, hub: Hub) -> None:
+    hub.land(sim, SENTINEL, SECURITY)
+    path = hub.lake.path(Zone.NORMALIZED, "sentinel", "security_events", WINDOW)
+    drifted = pq.read_table(path, filesystem=hub.lake.fs).drop_columns(["threat_level"])
+    with hub.lake.parquet_writer(path, drifted.schema) as out:
+        out.write_table(drifted)
+
+    with pytest.raises(WindowBlockedError) as blocked:
+        hub.validate(SENTINEL, SECURITY)
+    assert not blocked.value.transient
 
 
 def test_a_stalled_module_trips_freshness(sim: Any, hub: Hub) -> None:
@@ -269,3 +328,48 @@ def test_the_gate_on_an_s3_lake(sim: Any, s3_lake_env: Any, tmp_path: Path) -> N
     assert hub.store.docs_index == f"s3://{s3_lake_env.bucket}/gate-test/quality/docs/index.html"
     assert hub.lake.fs.get_file_info(hub.store.docs_index.removeprefix("s3://")).size > 0
     assert hub.store.history().count_rows() > 0
+
+
+def test_the_validate_task_retries_a_collapse_by_pulling_again_and_fails_a_data_block_at_once(
+    sim: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The task entry point (`orchestration.validate_landed`), its connection from the
+    environment as Airflow gives it: a collapse raises a retryable error, and the retry
+    pulls the window again; a block in the data fails without retries."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from analytics_hub import orchestration
+
+    def connect(process: Any) -> None:
+        monkeypatch.setenv(
+            "AIRFLOW_CONN_HUB_OBSERVATORY",
+            orjson.dumps(
+                {
+                    "conn_type": "http",
+                    "host": process.module_url("observatory"),
+                    "password": "sim-observatory-token",
+                }
+            ).decode(),
+        )
+
+    monkeypatch.setenv("HUB_LAKE_URL", str(tmp_path / "lake"))
+    monkeypatch.setenv("HUB_QUALITY_WORK_DIR", str(tmp_path / "work"))
+    lake = Lake.from_settings(load_settings(lake_url=str(tmp_path / "lake")))
+    hub = Hub(load_settings(lake_url=str(tmp_path / "lake")), load_gate_settings(), tmp_path)
+    past_days(hub, OBSERVATORY, METRICS, rows=400, days=METRICS.volume.min_history)
+    with SimulatorProcess(SILENT) as silent:
+        connect(silent)
+        orchestration.land_entity("observatory", "metrics", WINDOW)
+        with pytest.raises(WindowBlockedError, match="volume_collapse"):
+            orchestration.validate_landed("observatory", "metrics", WINDOW)
+
+    connect(sim)  # the module has delivered by the time Airflow retries the task
+    manifest = orchestration.validate_landed("observatory", "metrics", WINDOW)
+    assert manifest["quality"]["status"] == "passed" and manifest["landed"] > 0
+
+    path = lake.path(Zone.NORMALIZED, "observatory", "metrics", WINDOW)
+    drifted = pq.read_table(path, filesystem=lake.fs).drop_columns(["region"])
+    with lake.parquet_writer(path, drifted.schema) as out:
+        out.write_table(drifted)
+    with pytest.raises(AirflowFailException, match="expect_table_columns"):
+        orchestration.validate_landed("observatory", "metrics", WINDOW)

@@ -45,8 +45,22 @@ SAMPLE_ROWS = 5
 REASON_PREFIX = "expectation:"
 
 
+# Blocks that a later pull of the same window may not repeat: an upstream that had not
+# delivered yet. Every other block is in the data itself and would fail the same way.
+TRANSIENT_BLOCKS = frozenset({"volume_collapse"})
+
+
 class WindowBlockedError(RuntimeError):
     """The window failed a batch-level expectation: nothing downstream of it may run."""
+
+    def __init__(self, message: str, expectations: tuple[str, ...] = ()):
+        super().__init__(message)
+        self.expectations = expectations
+
+    @property
+    def transient(self) -> bool:
+        """Whether pulling the window again may lift the block."""
+        return bool(self.expectations) and TRANSIENT_BLOCKS.issuperset(self.expectations)
 
 
 @dataclass
@@ -116,7 +130,8 @@ def window_parameters(
         "earliest_event_time": pd.Timestamp(window.start - late),
         "fresh_after": pd.Timestamp(fresh_after(module, window, settings)),
         "balanced_rows": balanced_rows,
-        "volume_min": band.minimum,
+        "volume_min": band.block_below,
+        "volume_warn_min": band.warn_below,
         "volume_max": band.maximum,
     }
 
@@ -276,7 +291,8 @@ def validate_window(
         raise WindowBlockedError(
             f"{module.name}/{entity.name} {window} blocked by the lake gate: "
             + "; ".join(f.describe() for f in result.blocked)
-            + f". Data Docs: {store.docs_index}"
+            + f". Data Docs: {store.docs_index}",
+            tuple(f.expectation for f in result.blocked),
         )
     return result
 

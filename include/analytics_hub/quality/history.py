@@ -1,10 +1,13 @@
 """What a window's volume and freshness should be, from the lake's history of manifests.
 
 Volume: the rows of the same window (same time of day, same length) on each of the past
-``volume_history_days`` days give a band around their median; below it is a collapse
-(blocks), above it a spike (warns). Without history, an event stream must not be empty
-(a silent outage); state endpoints may be. Freshness: the newest event of a window must
-be no older than one schedule interval (plus grace) before the window's end.
+``volume_history_days`` days give a band around their median; above it is a spike
+(warns), below it a collapse. What a collapse does is the entity's volume policy
+(``sources.Volume``): for a stream that normally flows it blocks, for a sparse one (quiet
+hours are normal) it warns. No window is expected to hold anything before the entity's
+``min_history`` past windows are known: the contract never promises a non-empty window;
+only a flowing stream's empty window warns then. Freshness: the newest event of a window
+must be no older than one schedule interval (plus grace) before the window's end.
 """
 
 from __future__ import annotations
@@ -25,8 +28,9 @@ from analytics_hub.windows import Window
 @dataclass(frozen=True)
 class VolumeBand:
     history: tuple[int, ...]  # rows of the same window on past days, newest first
-    minimum: int
-    maximum: int | None  # None: no upper bound (no history)
+    block_below: int  # fewer rows block the window (a collapse of a flowing stream)
+    warn_below: int  # fewer rows warn
+    maximum: int | None  # more rows warn; None: no upper bound (not enough history)
 
 
 def schedule_interval(module: Module) -> timedelta:
@@ -55,14 +59,17 @@ def volume_band(
         path = lake.path(Zone.MANIFESTS, module.name, entity.name, past)
         if lake.exists(path):
             history.append(rows_of(lake.read_json(path)))
-    if not history:
-        return VolumeBand((), 1 if entity.time_series else 0, None)
+    policy = entity.volume
+    if len(history) < policy.min_history:
+        return VolumeBand(tuple(history), 0, 0 if policy.sparse else 1, None)
     median = statistics.median(history)
     minimum = math.floor(median * settings.volume_lower_ratio)
     if median >= 1:
         minimum = max(minimum, 1)  # data flowed on past days: an empty window is a collapse
     maximum = math.ceil(median * settings.volume_upper_ratio) + 1
-    return VolumeBand(tuple(history), minimum, maximum)
+    if policy.sparse:
+        return VolumeBand(tuple(history), 0, minimum, maximum)
+    return VolumeBand(tuple(history), minimum, minimum, maximum)
 
 
 def fresh_after(module: Module, window: Window, settings: GateSettings) -> datetime:

@@ -114,8 +114,18 @@ def expectations(module: Module, entity: Entity) -> list[gxe.Expectation]:
             meta=_meta(
                 "block",
                 "batch",
-                "volume collapse against the same window of past days",
+                "volume collapse of a flowing stream against the same window of past days",
                 name="volume_collapse",
+            ),
+        ),
+        gxe.ExpectTableRowCountToBeBetween(
+            min_value=_param("volume_warn_min"),
+            meta=_meta(
+                "warn",
+                "batch",
+                "volume drop against the same window of past days (a sparse stream's quiet "
+                "window, or a flowing stream's first windows)",
+                name="volume_drop",
             ),
         ),
         gxe.ExpectTableRowCountToBeBetween(
@@ -129,7 +139,8 @@ def expectations(module: Module, entity: Entity) -> list[gxe.Expectation]:
             ),
         ),
     ]
-    if entity.time_series:
+    if entity.time_series and not entity.volume.sparse:
+        # a sparse stream's newest event may be old in its window, or there may be none
         found.append(
             gxe.ExpectColumnMaxToBeBetween(
                 column="event_time",
