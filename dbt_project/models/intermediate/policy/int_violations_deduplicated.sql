@@ -1,4 +1,5 @@
--- Violations are exactly-once: each counted once however often delivered or re-pulled.
+-- Violations are exactly-once: each violation_id counted once however often delivered or
+-- re-pulled, also when a module delivers it again under a new event id.
 with
 
 violations as (
@@ -9,7 +10,7 @@ violations as (
 
 final as (
 
-    {{ first_delivery('violations') }}
+    {{ first_delivery('violations', key='violation_id') }}
 
 )
 

@@ -1,11 +1,11 @@
 {{ config(
     materialized='incremental',
     incremental_strategy='hub_merge',
-    unique_key='event_id',
+    unique_key='violation_id',
     meta={'fact': {
         'module': 'policy',
         'time_column': 'event_time',
-        'index_by': [['asset_id'], ['asset_id', 'violation_type']],
+        'index_by': [['violation_id'], ['asset_id'], ['asset_id', 'violation_type']],
     }},
     post_hook="{{ fact_storage() }}",
 ) }}
@@ -14,7 +14,7 @@ with
 violations as (
 
     select * from {{ ref('int_violations_deduplicated') }}
-    {{ keys_with_new_rows('event_id', ref('stg_policy__violations')) }}
+    {{ keys_with_new_rows('violation_id', ref('stg_policy__violations')) }}
 
 ),
 

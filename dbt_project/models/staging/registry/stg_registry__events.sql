@@ -22,6 +22,8 @@ renamed as (
         asset_name,
         version,
         actor,
+        category,
+        owner,
         _window_start,
         _window_end,
         _loaded_at
