@@ -17,6 +17,9 @@ import jsonschema
 import pytest
 import yaml
 
+from analytics_hub.settings import module_host_variable
+from analytics_hub.sources import MODULES
+
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 SCHEMA_FILE = ROOT / "tests" / "fixtures" / "compose-spec.json"
@@ -36,7 +39,7 @@ EXPECTED_SERVICES = AIRFLOW_SERVICES | {
     "minio-init",
     "simulators",
 }
-HTTP_MODULES = ("registry", "policy", "marketplace", "observatory", "sentinel", "costops")
+HTTP_MODULES = tuple(MODULES)
 # Images allowed to float, each with the reason documented beside it in docker-compose.yml.
 UNPINNED_ALLOWED = {"timescale/timescaledb:latest-pg17"}
 
@@ -182,11 +185,26 @@ def test_airflow_connections(services: dict[str, Any]) -> None:
         for module in HTTP_MODULES:
             conn = conns[f"hub_{module}"]
             assert conn["conn_type"] == "http"
-            assert conn["host"] == f"http://simulators:8600/{module}"
-            assert conn["password"] == "PLACEHOLDER"
+            assert conn["host"] == conn["password"] == conn["extra"]["timezone"] == "PLACEHOLDER"
         assert re.fullmatch(r"s3://\$\{HUB_LAKE_BUCKET[^}]*\}/lake", env["HUB_LAKE_URL"])
         assert _only_interpolation(env["HUB_PSEUDONYM_KEY"])
         assert env["AIRFLOW__CORE__EXECUTOR"] == "LocalExecutor"
+
+
+def test_module_connections_come_from_the_module_variables(services: dict[str, Any]) -> None:
+    """``HUB_<MODULE>_URL`` points a module at its real host, else at the simulators; its
+    token is required; an unset zone is left to the source table. The variables are the
+    ones ``make run`` and ``make airflow`` read (``analytics_hub.settings``)."""
+    for name in AIRFLOW_SERVICES:
+        env = _environment(services[name])
+        for module in HTTP_MODULES:
+            conn = json.loads(env[f"AIRFLOW_CONN_HUB_{module.upper()}"])
+            url, token, zone = (
+                module_host_variable(module, setting) for setting in ("url", "token", "timezone")
+            )
+            assert conn["host"] == f"${{{url}:-http://simulators:8600/{module}}}"
+            assert re.fullmatch(rf"\$\{{{token}:\?[^}}]*\}}", conn["password"])
+            assert conn["extra"] == {"timezone": f"${{{zone}:-}}"}
 
 
 def test_no_literal_secrets(services: dict[str, Any]) -> None:
@@ -216,10 +234,12 @@ def test_secrets_are_required_not_defaulted(compose: dict[str, Any]) -> None:
 
 
 def test_every_variable_is_in_env_example(compose: dict[str, Any]) -> None:
+    # Optional variables (the real module hosts) are listed commented out, as `# NAME=...`:
+    # scripts/gen-env fills every empty value that is not.
     example = {
-        line.partition("=")[0].strip()
+        match.group(1)
         for line in (ROOT / ".env.example").read_text().splitlines()
-        if "=" in line and not line.lstrip().startswith("#")
+        if (match := re.match(r"(?:#\s*)?([A-Z][A-Z0-9_]*)=", line.strip()))
     }
     used = {m.group(1) for text in _strings(compose) for m in INTERPOLATION.finditer(text)}
     assert used <= example, f"missing from .env.example: {sorted(used - example)}"
@@ -229,3 +249,5 @@ def test_every_variable_is_in_env_example(compose: dict[str, Any]) -> None:
         name, sep, value = line.partition("=")
         if sep and SENSITIVE_NAME.search(name) and not line.lstrip().startswith("#"):
             assert not value.strip(), f".env.example ships a value for {name}"
+        if sep and name.endswith(("_URL", "_TIMEZONE")) and not line.lstrip().startswith("#"):
+            assert value.strip(), f"{name}: scripts/gen-env would fill it with a secret"

@@ -6,6 +6,10 @@ warehouse, the module simulators), then has Airflow run, for one window: every
 It prints what landed in the lake, checked against the simulators' ground truth, and
 headline numbers from the marts. Everything it starts, it stops; the lake stays in
 ``.local/lake`` and the warehouse in the ``warehouse`` database of ``.local/pg``.
+
+A module whose ``HUB_<MODULE>_URL`` and ``HUB_<MODULE>_TOKEN`` are set (in the
+environment or ``.env``) is pulled from that host instead: no simulator serves it and
+its counts are not checked (it has no ground truth); the others stay simulated.
 """
 
 from __future__ import annotations
@@ -13,23 +17,40 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Callable, Collection, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from analytics_hub.lake import Lake
-from analytics_hub.settings import load_settings
+from analytics_hub.settings import (
+    ConfigurationError,
+    ModuleHost,
+    load_module_hosts,
+    load_settings,
+    module_host_variable,
+)
 from analytics_hub.sources import MODULES
 from analytics_hub.stack.airflow_env import (
-    airflow_env,
     dags_test,
     failure_excerpt,
     migrate_once,
     serialize_dags,
 )
-from analytics_hub.stack.local_hub import WAREHOUSE_DATABASE, local_hub_env
+from analytics_hub.stack.local_hub import (
+    WAREHOUSE_DATABASE,
+    local_environ,
+    local_stack_env,
+    simulators_for,
+)
 from analytics_hub.stack.postgres import PrivatePostgres
 from analytics_hub.windows import Window
+
+if TYPE_CHECKING:
+    from simulators import SimulatorConfig
+
+# (module, truth name of an endpoint) -> the simulators' ground truth of the window
+TruthOf = Callable[[str, str], dict[str, Any]]
 
 
 def last_full_hour() -> Window:
@@ -46,39 +67,41 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def run(window: Window, seed: int, chaos: float) -> int:
-    from simulators import SimulatorConfig, SimulatorProcess, compute_truth
+def simulator_config(seed: int, chaos: float) -> SimulatorConfig:
+    from simulators import SimulatorConfig
 
-    config = SimulatorConfig(seed=seed, chaos=chaos, stall_seconds=0.5)
+    return SimulatorConfig(seed=seed, chaos=chaos, stall_seconds=0.5)
+
+
+def run(
+    window: Window,
+    seed: int,
+    chaos: float,
+    hosts: Mapping[str, ModuleHost] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> int:
+    """The whole job; ``hosts`` (see ``load_module_hosts``) are pulled instead of simulated,
+    ``environ`` (default ``local_environ()``) is the base of Airflow's."""
+    hosts = hosts or {}
+    environ = local_environ() if environ is None else environ
+    config = simulator_config(seed, chaos)
+    simulated = [m for m in MODULES if m not in hosts]
     conf = {"window_start": window.query()["from"], "window_end": window.query()["to"]}
-    with PrivatePostgres() as pg, SimulatorProcess(config) as sim:
+    with PrivatePostgres() as pg, simulators_for(simulated, config) as simulator_url:
         print(f"postgres   {pg.dsn()} (Airflow metadata)")
-        print(f"simulators {sim.url} (seed {seed}, chaos {chaos})")
-        env = airflow_env(pg) | local_hub_env(sim.url, pg)
+        if simulator_url is not None:
+            print(f"simulators {simulator_url} (seed {seed}, chaos {chaos})")
+        else:
+            print("simulators not started: every module is a real host")
+        for module, host in hosts.items():
+            print(f"real host  {module}: {host.url} ({module_host_variable(module, 'url')})")
+        env = local_stack_env(pg, simulator_url, hosts, environ)
         took = migrate_once(pg, env)
         print("airflow db up to date" if took is None else f"airflow db migrated in {took:.0f} s")
         serialize_dags(env)
         print(f"window     {window}\n")
 
-        started = time.monotonic()
-        with ThreadPoolExecutor(max_workers=2) as pool:
-            runs = dict(pool.map(lambda m: (m, dags_test(env, f"ingest_{m}", conf)), MODULES))
-        failed = [m for m, result in runs.items() if result.returncode != 0]
-        for module in failed:
-            print(f"ingest_{module} FAILED:\n{failure_excerpt(runs[module])}")
-        print(f"Airflow ran {len(runs)} ingest DAGs in {time.monotonic() - started:.0f} s\n")
-
-        lake = Lake.from_settings(load_settings(lake_url=env["HUB_LAKE_URL"]))
-        manifests = [
-            m
-            for m in lake.manifests()
-            if (m["window_start"], m["window_end"]) == (conf["window_start"], conf["window_end"])
-        ]
-        mismatches = _report(
-            manifests, lambda m, e: compute_truth(config, m, e, window.start, window.end)
-        )
-        print(f"\nlake: {lake.url}")
-        if failed or mismatches:
+        if not ingest_and_check(env, window, MODULES, config, real_hosts=hosts):
             return 1
 
         started = time.monotonic()
@@ -97,6 +120,46 @@ def run(window: Window, seed: int, chaos: float) -> int:
         print("headline numbers, over everything in the warehouse so far:\n")
         _headlines(pg.dsn(WAREHOUSE_DATABASE))
         return 0
+
+
+def ingest_and_check(
+    env: Mapping[str, str],
+    window: Window,
+    modules: Iterable[str],
+    config: SimulatorConfig,
+    real_hosts: Collection[str] = (),
+) -> bool:
+    """Run ``ingest_<module>`` for each module, two at a time, then print what landed.
+
+    The counts of simulated modules are checked against the ground truth of the simulators'
+    ``config``; those of ``real_hosts`` are not (a real host has none), and the report says
+    so. True when every DAG succeeded and nothing mismatched.
+    """
+    from simulators import compute_truth
+
+    conf = {"window_start": window.query()["from"], "window_end": window.query()["to"]}
+    started = time.monotonic()
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        runs = dict(pool.map(lambda m: (m, dags_test(env, f"ingest_{m}", conf)), modules))
+    failed = [m for m, result in runs.items() if result.returncode != 0]
+    for module in failed:
+        print(f"ingest_{module} FAILED:\n{failure_excerpt(runs[module])}")
+    print(f"Airflow ran {len(runs)} ingest DAGs in {time.monotonic() - started:.0f} s\n")
+
+    lake = Lake.from_settings(load_settings(lake_url=env["HUB_LAKE_URL"]))
+    manifests = [
+        m
+        for m in lake.manifests()
+        if (m["window_start"], m["window_end"]) == (conf["window_start"], conf["window_end"])
+        and m["module"] in runs
+    ]
+    mismatches = report_manifests(
+        manifests,
+        lambda m, e: compute_truth(config, m, e, window.start, window.end),
+        real_hosts,
+    )
+    print(f"\nlake: {lake.url}")
+    return not (failed or mismatches)
 
 
 HEADLINES = {
@@ -133,7 +196,11 @@ def _headlines(dsn: str) -> None:
             print()
 
 
-def _report(manifests: list[dict[str, Any]], truth_of: Any) -> int:
+def report_manifests(
+    manifests: list[dict[str, Any]], truth_of: TruthOf, real_hosts: Collection[str] = ()
+) -> int:
+    """Print each manifest's counts, checked against ``truth_of`` unless its module is one of
+    ``real_hosts``; returns the number of mismatches."""
     header = f"{'module':<12}{'entity':<16}{'pulled':>8}{'landed':>8}{'dead':>6}{'dup':>5}  truth"
     print(header)
     print("-" * len(header))
@@ -141,7 +208,9 @@ def _report(manifests: list[dict[str, Any]], truth_of: Any) -> int:
     for m in sorted(manifests, key=lambda m: (m["module"], m["entity"])):
         entity = MODULES[m["module"]].entity(m["entity"])
         check = "-"
-        if entity.name != "versions":  # the simulators keep no truth for asset versions
+        if m["module"] in real_hosts:
+            check = "skipped (real host)"
+        elif entity.name != "versions":  # the simulators keep no truth for asset versions
             truth = truth_of(m["module"], entity.path.rstrip("/").rsplit("/", 1)[1])
             expected = (truth["pulled"], truth["valid"], len(truth["malformed"]))
             ok = (m["pulled"], m["landed"], m["dead_lettered"]) == expected
@@ -151,6 +220,9 @@ def _report(manifests: list[dict[str, Any]], truth_of: Any) -> int:
             f"{m['module']:<12}{m['entity']:<16}{m['pulled']:>8}{m['landed']:>8}"
             f"{m['dead_lettered']:>6}{m['deduplicated']:>5}  {check}"
         )
+    real = [module for module in MODULES if module in real_hosts]
+    if real:
+        print(f"ground truth: skipped, modules are real hosts: {', '.join(real)}")
     return mismatches
 
 
@@ -160,8 +232,14 @@ def main(argv: list[str] | None = None) -> int:
         print("give both --start and --end, or neither", file=sys.stderr)
         return 2
     window = Window.parse(args.start, args.end) if args.start else last_full_hour()
+    environ = local_environ()
+    try:
+        hosts = load_module_hosts(environ)
+    except ConfigurationError as error:
+        print(f"configuration error: {error}", file=sys.stderr)
+        return 2
     started = datetime.now(UTC)
-    code = run(window, args.seed, args.chaos)
+    code = run(window, args.seed, args.chaos, hosts, environ)
     _validation_report(started)
     return code
 

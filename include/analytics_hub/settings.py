@@ -1,16 +1,23 @@
 """One typed settings object, read from ``HUB_*`` environment variables.
 
 Airflow tasks overlay values from Airflow connections (see ``airflow_glue``);
-nothing else in the package reads the environment.
+nothing else in the package reads the environment. ``load_module_hosts`` reads the
+modules' real hosts (``HUB_<MODULE>_URL``, ``_TOKEN``, ``_TIMEZONE``), from which the
+local commands build the ``hub_<module>`` connections.
 """
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from analytics_hub.sources import MODULES
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
@@ -61,3 +68,65 @@ def load_settings(**overrides: object) -> HubSettings:
             for err in exc.errors()
         )
         raise ConfigurationError(f"invalid hub settings: {problems}") from exc
+
+
+class ModuleHost(BaseModel):
+    """A platform module served by a real host, which the hub pulls instead of a simulator."""
+
+    model_config = ConfigDict(frozen=True)
+
+    module: str
+    url: str = Field(description="The module's base URL (HUB_<MODULE>_URL).")
+    token: SecretStr = Field(description="Its bearer token (HUB_<MODULE>_TOKEN).")
+    timezone: str | None = Field(
+        default=None,
+        description="The zone of its zoneless times (HUB_<MODULE>_TIMEZONE); None: the "
+        "module's default from the source table.",
+    )
+
+
+def module_host_variable(module: str, setting: str) -> str:
+    """``HUB_<MODULE>_<SETTING>``, e.g. ``HUB_REGISTRY_URL``."""
+    return f"HUB_{module.upper()}_{setting.upper()}"
+
+
+def load_module_hosts(environ: Mapping[str, str] | None = None) -> dict[str, ModuleHost]:
+    """The modules whose ``HUB_<MODULE>_URL`` is set (and not empty), by module name.
+
+    Each needs ``HUB_<MODULE>_TOKEN``; ``HUB_<MODULE>_TIMEZONE`` is optional. A module
+    without a URL has no real host (the local commands simulate it; a token alone is
+    ignored). A URL without a token, a URL that is not http(s) or an unknown zone is a
+    ``ConfigurationError`` naming the variable.
+    """
+    environ = os.environ if environ is None else environ
+    hosts: dict[str, ModuleHost] = {}
+    for module in MODULES:
+        url_name, token_name, zone_name = (
+            module_host_variable(module, setting) for setting in ("url", "token", "timezone")
+        )
+        url = environ.get(url_name, "").strip()
+        if not url:
+            continue
+        if not url.startswith(("http://", "https://")):
+            raise ConfigurationError(
+                f"{url_name}={url!r} is not an http(s) URL: set it to the {module} module's "
+                "base URL, or leave it empty to use the simulator"
+            )
+        token = environ.get(token_name, "").strip()
+        if not token:
+            raise ConfigurationError(
+                f"{url_name} is set but {token_name} is not: set {token_name} to the bearer "
+                f"token of the {module} module at {url}"
+            )
+        zone = environ.get(zone_name, "").strip() or None
+        if zone is not None:
+            try:
+                ZoneInfo(zone)
+            except (ZoneInfoNotFoundError, ValueError):
+                raise ConfigurationError(
+                    f"{zone_name}={zone!r} is not a known time zone (e.g. UTC, Europe/Berlin)"
+                ) from None
+        hosts[module] = ModuleHost(
+            module=module, url=url.rstrip("/"), token=SecretStr(token), timezone=zone
+        )
+    return hosts

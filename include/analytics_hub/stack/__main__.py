@@ -4,7 +4,9 @@
 - ``down``     stop it
 - ``status``   say whether it runs, and where
 - ``airflow``  start it and the module simulators, migrate Airflow's metadata database,
-               then run ``airflow standalone`` with the hub's connections
+               then run ``airflow standalone`` with the hub's connections; a module whose
+               ``HUB_<MODULE>_URL`` and ``_TOKEN`` are set (environment or ``.env``) is
+               pulled from that host, not from a simulator
 """
 
 from __future__ import annotations
@@ -18,15 +20,20 @@ import sys
 import time
 from pathlib import Path
 
+from analytics_hub.settings import (
+    ConfigurationError,
+    load_module_hosts,
+    module_host_variable,
+)
+from analytics_hub.sources import MODULES
 from analytics_hub.stack.airflow_env import (
     AIRFLOW_DATABASE,
     DEFAULT_API_PORT,
-    airflow_env,
     choose_api_port,
     migrate_once,
     passwords_file,
 )
-from analytics_hub.stack.local_hub import local_hub_env
+from analytics_hub.stack.local_hub import local_environ, local_stack_env, simulators_for
 from analytics_hub.stack.postgres import PrivatePostgres
 
 
@@ -61,20 +68,37 @@ def _status(pg: PrivatePostgres) -> int:
 
 
 def _airflow(pg: PrivatePostgres, api_port: int) -> int:
-    from simulators import SimulatorConfig, SimulatorProcess
+    from simulators import SimulatorConfig
 
     airflow = shutil.which("airflow", path=os.pathsep.join([str(Path(sys.executable).parent)]))
     if airflow is None:
         print("airflow is not installed in this environment: run `make setup`", file=sys.stderr)
         return 1
+    environ = local_environ()
+    try:
+        hosts = load_module_hosts(environ)
+    except ConfigurationError as error:
+        print(f"configuration error: {error}", file=sys.stderr)
+        return 2
+    simulated = [m for m in MODULES if m not in hosts]
     pg.start()
     port = choose_api_port(api_port)
-    with SimulatorProcess(SimulatorConfig(seed=42, chaos=0.05, stall_seconds=0.5)) as sim:
-        env = airflow_env(pg, api_port=port) | local_hub_env(sim.url, pg)
+    config = SimulatorConfig(seed=42, chaos=0.05, stall_seconds=0.5)
+    with simulators_for(simulated, config) as simulator_url:
+        env = local_stack_env(pg, simulator_url, hosts, environ, api_port=port)
         print(f"airflow metadata: {pg.sqlalchemy_url(AIRFLOW_DATABASE)}")
         took = migrate_once(pg, env)
         print("airflow db: up to date" if took is None else f"airflow db migrated in {took:.1f}s")
-        print(f"module simulators: {sim.url} (connections hub_<module> point there)")
+        if simulator_url is not None:
+            print(
+                f"module simulators: {simulator_url} (connections hub_<module> of "
+                f"{', '.join(simulated)} point there)"
+            )
+        else:
+            print("module simulators: not started (every module is a real host)")
+        for module, host in hosts.items():
+            variable = module_host_variable(module, "url")
+            print(f"module {module}: real host {host.url} (from {variable})")
         print(f"lake: {env['HUB_LAKE_URL']}")
         print(f"airflow UI: http://localhost:{port}")
         print(f"  login:    {_login_hint(passwords_file(Path(env['AIRFLOW_HOME'])))}")

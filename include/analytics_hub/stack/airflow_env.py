@@ -16,6 +16,7 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
+from analytics_hub.settings import ModuleHost
 from analytics_hub.stack.net import free_port, port_is_free, project_root
 from analytics_hub.stack.postgres import PrivatePostgres
 
@@ -116,23 +117,36 @@ def migrate_once(
     return elapsed
 
 
-def connections_env(simulator_url: str, tokens: Mapping[str, str] | None = None) -> dict[str, str]:
-    """``AIRFLOW_CONN_HUB_<MODULE>`` for every module, pointed at a simulator process."""
+def connections_env(
+    simulator_url: str | None,
+    hosts: Mapping[str, ModuleHost] | None = None,
+    tokens: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    """``AIRFLOW_CONN_HUB_<MODULE>`` for every module: its real host where ``hosts`` names
+    one, else the simulator process at ``simulator_url`` (with ``tokens``, default the
+    simulator's). With no simulator (None), only the real hosts get a connection."""
     import json
 
     from analytics_hub.sources import MODULES
 
+    hosts = hosts or {}
     tokens = tokens or {}
-    return {
-        f"AIRFLOW_CONN_{module.conn_id.upper()}": json.dumps(
-            {
+    connections: dict[str, dict[str, object]] = {}
+    for name, module in MODULES.items():
+        host = hosts.get(name)
+        if host is not None:
+            connections[module.conn_id] = {
+                "conn_type": "http",
+                "host": host.url,
+                "password": host.token.get_secret_value(),
+            } | ({"extra": {"timezone": host.timezone}} if host.timezone else {})
+        elif simulator_url is not None:
+            connections[module.conn_id] = {
                 "conn_type": "http",
                 "host": f"{simulator_url}/{name}",
                 "password": tokens.get(name, f"sim-{name}-token"),
             }
-        )
-        for name, module in MODULES.items()
-    }
+    return {f"AIRFLOW_CONN_{conn_id.upper()}": json.dumps(c) for conn_id, c in connections.items()}
 
 
 def dags_test(
