@@ -301,7 +301,12 @@ def normalize(
     frame = _reread_times(frame, rules, zone)
     for money in entity.money:
         frame = rates.convert(frame, money)
-        missing_rate = pl.col(money.output).is_null() & pl.col(money.amount).is_not_null()
+        # a rate is missing only for money that could be converted: an amount, a known
+        # unit and a date; where one of those is bad, that is the record's fault
+        convertible = pl.all_horizontal(
+            pl.col(c).is_not_null() for c in (money.amount, money.unit, money.on_date_of)
+        )
+        missing_rate = pl.col(money.output).is_null() & convertible
         checks.append((missing_rate, f"no_fx_rate:{money.output}"))
     checks = _most_specific_first(checks)
     # Most records are fine: find the bad ones with one cheap pass, and spell out the

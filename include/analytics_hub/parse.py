@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 from functools import cache
 
+import orjson
 import polars as pl
 
 from analytics_hub.normalize import ROW, TAGS
@@ -36,9 +37,6 @@ def _page_schema(entity: Entity) -> pl.Schema:
     return pl.Schema({"data": pl.List(record_schema(entity)), "next_page_token": pl.String()})
 
 
-_RAW_PAGE = pl.Schema({"data": pl.List(pl.String())})
-
-
 def read_page(body: bytes, entity: Entity) -> tuple[pl.DataFrame, str | None]:
     """The records of one JSON page (with their position in ROW) and the next page token."""
     page = pl.read_ndjson(io.BytesIO(body.replace(b"\n", b" ")), schema=_page_schema(entity))
@@ -56,9 +54,15 @@ def read_ndjson(body: bytes, entity: Entity) -> pl.DataFrame:
 
 
 def raw_records(body: bytes, *, ndjson: bool) -> pl.Series:
-    """The JSON text of each record of a page or chunk, by position."""
+    """The JSON text of each record of a page or chunk, by position.
+
+    NDJSON lines are kept as received. A page's records are written back by orjson: valid
+    JSON equal to what was sent (Polars' own rendering of a nested value drops escapes),
+    read only for pages that have dead letters.
+    """
     if ndjson:
         lines = [line for line in body.decode().splitlines() if line.strip()]
         return pl.Series("raw", lines, dtype=pl.String)
-    page = pl.read_ndjson(io.BytesIO(body.replace(b"\n", b" ")), schema=_RAW_PAGE)
-    return page["data"].explode().drop_nulls().rename("raw")
+    records = orjson.loads(body).get("data") or []
+    texts = [orjson.dumps(record).decode() for record in records if record is not None]
+    return pl.Series("raw", texts, dtype=pl.String)

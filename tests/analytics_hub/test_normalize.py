@@ -467,3 +467,19 @@ def test_the_most_specific_reason_comes_first(rates: FxRates) -> None:
 
 def test_enum_casing_is_normalized(rates: FxRates) -> None:
     assert one(run("observatory", "metrics", [metric(status="OK")], rates), "status") == "ok"
+
+
+def test_no_rate_is_no_fault_of_its_own_where_the_unit_is_missing(rates: FxRates) -> None:
+    record = cost_record(cost_unit=None)
+    assert reasons(run("costops", "cost_records", [record], rates)) == [
+        "missing_required:cost_unit"
+    ]
+
+
+def test_a_dead_letters_raw_record_is_the_record_as_valid_json() -> None:
+    record = metric(status="maybe")
+    record["data"]["error_code"] = 'said "hi" \\ then\nleft'
+    record["data"]["total_latency_ms"] = 34.0
+    body = orjson.dumps({"status": "success", "data": [record], "next_page_token": None})
+    (raw,) = parse.raw_records(body, ndjson=False).to_list()
+    assert orjson.loads(raw) == record
