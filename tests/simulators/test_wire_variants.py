@@ -189,9 +189,11 @@ def test_payload_and_state_fields_come_in_both_casings_mixed_within_a_page(
         ("marketplace", "extensions", "extension_id"),
         ("costops", "budgets", "alert_threshold_percent"),
     ):
-        # The current state listing (the fan-out's parent) and a window of changes.
-        listing = pull_pages(calm, f"/{module}/api/v1/{path}", {}, module)[0]
-        assert {name, camel(name)} <= _spellings(listing, module, path, name), path
+        # The current state listing (the fan-out's parent: it follows the wall clock, so
+        # only the parents, whose listings are large) and a window of changes.
+        if path != "budgets":
+            listing = pull_pages(calm, f"/{module}/api/v1/{path}", {}, module)[0]
+            assert {name, camel(name)} <= _spellings(listing, module, path, name), path
         changes = pull(calm, module, path, LONG_WINDOW)
         assert {name, camel(name)} <= _spellings(changes, module, path, name), path
 
