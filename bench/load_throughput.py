@@ -7,14 +7,17 @@ One run, one private PostgreSQL cluster (durability off, as in the tests), one l
 table (``landing.observatory__metrics``, with its window index) and the same rows for
 every contender:
 
-1. the script generates observatory-like normalized rows with NumPy/Polars and lands
-   them in a local lake as one window (row groups of 50k rows, as ingestion writes them);
+1. the script generates observatory-like normalized rows with NumPy/Polars and stages
+   them in a local lake as one window (row groups of 50k rows, as ingestion writes them),
+   with a pull's manifest; the lake gate audits and publishes it (``Pipeline.audit``), as
+   the load takes only a window the gate approved (not timed);
 2. *raw COPY*: the same rows pre-rendered to a CSV file (rendering excluded) and streamed
    through ``COPY FROM STDIN``: the ceiling, no conversion cost at all;
 3. *raw binary COPY*: the same, pre-rendered in PostgreSQL's binary COPY format;
 4. *load_window*: the hub's load, Parquet → Arrow → binary COPY (its default for this
-   entity), the delete of the window included: into an empty window, then again
-   replacing it; and once more forced to CSV;
+   entity), the delete of the window and the check of the object against its manifest
+   (SHA-256) included: into an empty window, then again replacing it; and once more
+   forced to CSV;
 5. *to_sql*: pandas ``DataFrame.to_sql`` (SQLAlchemy + psycopg, ``method=None``,
    ``chunksize=10000``) on a subset, the common way.
 
@@ -38,8 +41,10 @@ import polars as pl
 import psycopg
 
 from analytics_hub import warehouse
-from analytics_hub.ingest import normalized_schema
-from analytics_hub.lake import Lake, Zone
+from analytics_hub.ingest import Manifest, normalized_schema
+from analytics_hub.lake import APPROVED, Lake, Zone, new_version
+from analytics_hub.pipeline import Pipeline
+from analytics_hub.quality.config import load_gate_settings
 from analytics_hub.settings import load_settings
 from analytics_hub.sources import OBSERVATORY, TAG_KEYS
 from analytics_hub.stack.postgres import PrivatePostgres
@@ -105,14 +110,29 @@ def observatory_rows(n: int, seed: int = 11) -> pl.DataFrame:
     return frame.select(normalized_schema(METRICS).names)
 
 
-def land(lake: Lake, rows: pl.DataFrame) -> str:
+def land(pipeline: Pipeline, rows: pl.DataFrame) -> str:
+    """Stage the rows as a version of the window, with the manifest of a pull that landed
+    them all, and have the lake gate audit and publish it; the published object's path."""
+    lake, version = pipeline.lake, new_version()
     schema = normalized_schema(METRICS)
     table = rows.select(schema.names).to_arrow().cast(schema)
-    path = lake.path(Zone.NORMALIZED, "observatory", "metrics", WINDOW)
-    with lake.parquet_writer(path, schema) as writer:
+    staged = lake.staged_path(Zone.NORMALIZED, "observatory", "metrics", WINDOW, version)
+    with lake.parquet_writer(staged, schema) as writer:
         for offset in range(0, table.num_rows, ROW_GROUP_ROWS):
             writer.write_table(table.slice(offset, ROW_GROUP_ROWS))
-    return path
+    bounds = WINDOW.query()
+    count = table.num_rows
+    manifest = Manifest(
+        "observatory", "metrics", bounds["from"], bounds["to"], version, pulled=count, landed=count
+    )
+    lake.write_json(
+        lake.staged_path(Zone.MANIFESTS, "observatory", "metrics", WINDOW, version),
+        manifest.to_dict(),
+    )
+    result = pipeline.audit(OBSERVATORY, METRICS, WINDOW, version)
+    if result.status not in APPROVED or result.quarantined:
+        raise RuntimeError(f"the lake gate did not keep every generated row: {result.summary()}")
+    return lake.path(Zone.NORMALIZED, "observatory", "metrics", WINDOW)
 
 
 def pre_render(path: str, target: Path, *, binary: bool) -> list[str]:
@@ -200,15 +220,21 @@ def main() -> None:
     try:
         with PrivatePostgres(work / "pg") as pg:
             pg.create_database("bench")
-            lake = Lake.from_settings(load_settings(lake_url=str(work / "lake")))
+            pipeline = Pipeline.from_settings(
+                load_settings(lake_url=str(work / "lake")),
+                load_gate_settings(work_dir=str(work / "quality-work")),
+                pseudonym_key=b"bench",  # observatory metrics have no personal fields
+            )
+            lake: Lake = pipeline.lake
             started = time.perf_counter()
             rows = observatory_rows(args.rows)
-            path = land(lake, rows)
+            path = land(pipeline, rows)
             csv_file, binary_file = work / "window.csv", work / "window.copy"
             columns = pre_render(path, csv_file, binary=False)
             pre_render(path, binary_file, binary=True)
             print(
-                f"generated {args.rows:,} rows in {time.perf_counter() - started:.1f} s: "
+                f"generated and audited {args.rows:,} rows in "
+                f"{time.perf_counter() - started:.1f} s: "
                 f"Parquet {Path(path).stat().st_size / 1e6:.0f} MB, "
                 f"CSV {csv_file.stat().st_size / 1e6:.0f} MB, "
                 f"binary COPY {binary_file.stat().st_size / 1e6:.0f} MB"

@@ -3,15 +3,17 @@
     .venv/bin/python bench/validation_overhead.py                 # 1,000,000 records
     .venv/bin/python bench/validation_overhead.py --records 200000
 
-One observatory window, pre-rendered by the simulator (its work is excluded), is landed
+One observatory window, pre-rendered by the simulator (its work is excluded), is staged
 with ``ingest_window`` (NDJSON, the DAG's path); then the gate the ``validate_<entity>``
-task runs (``quality.gate.validate_window``) validates it three ways:
+task runs (``quality.gate.validate_window``) audits and publishes it, three ways:
 
 1. *start-up*: importing Great Expectations and building the context with every suite,
    paid once per worker process (never at DAG parse time);
-2. *clean*: the window as landed: every expectation passes;
-3. *quarantine*: 0.1 % of the rows broken in place, so the gate also moves them to the
-   dead-letter zone and rewrites the window's normalized object and manifest.
+2. *clean*: the version as staged: every expectation passes; the gate also checksums the
+   objects and publishes them over the (empty) current version;
+3. *quarantine*: the window staged again (not timed) with 0.1 % of its rows broken, so
+   the gate also moves them to the dead-letter zone, rewrites the version's normalized
+   object and manifest, and publishes it over the clean one.
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ def main() -> None:
         settings = load_settings(lake_url=f"{root}/lake", page_limit=10_000)
         lake = Lake.from_settings(settings)
         endpoint = Endpoint(f"{sim.url}/observatory", TOKEN)
+        rates = FxRates.load()
         with ModuleClient(OBSERVATORY, endpoint, settings) as client:
             started = time.perf_counter()
             manifest = ingest_window(
@@ -64,10 +67,19 @@ def main() -> None:
                 window,
                 client=client,
                 lake=lake,
-                rates=FxRates.load(),
+                rates=rates,
                 pseudonym_key=None,
             )
             ingest_seconds = time.perf_counter() - started
+            again = ingest_window(  # the version for the quarantine run
+                OBSERVATORY,
+                entity,
+                window,
+                client=client,
+                lake=lake,
+                rates=rates,
+                pseudonym_key=None,
+            )
 
         started = time.perf_counter()
         from analytics_hub.quality.config import load_gate_settings, quality_url
@@ -79,15 +91,21 @@ def main() -> None:
         store.context(gate.data_docs_results_limit)
         startup_seconds = time.perf_counter() - started
 
-        def validate() -> tuple[float, str, int]:
+        def validate(version: str) -> tuple[float, str, int]:
             started = time.perf_counter()
             result = validate_window(
-                OBSERVATORY, entity, window, lake=lake, store=store, settings=gate
+                OBSERVATORY,
+                entity,
+                window,
+                lake=lake,
+                store=store,
+                settings=gate,
+                version=version,
             )
             return time.perf_counter() - started, result.status, result.quarantined
 
-        clean = validate()
-        path = lake.path(Zone.NORMALIZED, "observatory", "metrics", window)
+        clean = validate(manifest.version)
+        path = lake.staged_path(Zone.NORMALIZED, "observatory", "metrics", window, again.version)
         table = pq.read_table(path, filesystem=lake.fs)
         frame = pl.from_arrow(table)
         assert isinstance(frame, pl.DataFrame)
@@ -99,14 +117,14 @@ def main() -> None:
         )
         with lake.parquet_writer(path, table.schema) as out:
             out.write_table(broken.to_arrow().cast(table.schema))
-        quarantine = validate()
+        quarantine = validate(again.version)
         docs = Path(store.docs_index)
 
     rows = manifest.landed
     print(f"\nwindow: {rows:,} observatory metrics landed (pulled {manifest.pulled:,})\n")
     print(f"{'stage':<34}{'seconds':>9}{'rows/s':>12}{'vs ingest':>14}")
     lines = [
-        ("ingest (pull, normalize, land)", ingest_seconds, ""),
+        ("ingest (pull, normalize, stage)", ingest_seconds, ""),
         ("gate start-up (import, context)", startup_seconds, "once/process"),
         (f"gate, clean ({clean[1]})", clean[0], ""),
         (f"gate, {quarantine[2]:,} rows quarantined", quarantine[0], ""),

@@ -10,8 +10,11 @@ duplicated, and a failure leaves the previous state. Updates the Asset `warehous
 dbt transform is scheduled.
 
 **Reload by hand**: trigger with params `window_start`, `window_end` (and optionally
-`module`, `entity`; by default every entity of every module) to load a window that is
-already in the lake.
+`module`, `entity`; by default every entity of every module) to load windows that are
+already in the lake. The range is split into each module's scheduled windows, the
+windows its ingest lands. A range not aligned to a module's schedule, longer than
+`HUB_MAX_MANUAL_WINDOW_HOURS` (a week by default) or with one bound only, and an unknown
+module or entity, fail the run at once with a message saying what would do.
 """
 
 from __future__ import annotations
@@ -24,8 +27,8 @@ from airflow.sdk import DAG, AssetAny, Param, task
 
 from analytics_hub import orchestration
 from analytics_hub.sources import MODULES
-from analytics_hub.windows import Window
 
+ENTITY_NAMES = sorted({entity.name for module in MODULES.values() for entity in module.entities})
 LAKE_ASSETS = [
     orchestration.lake_asset(module.name, entity.name)
     for module in MODULES.values()
@@ -44,10 +47,11 @@ with DAG(
         "owner": "data-platform",
         "retries": 3,
         "retry_delay": timedelta(minutes=1),
+        "execution_timeout": timedelta(hours=1),  # COPY of a burst of windows
     },
     params={
         "module": Param(None, type=["null", "string"], enum=[None, *MODULES]),
-        "entity": Param(None, type=["null", "string"]),
+        "entity": Param(None, type=["null", "string"], enum=[None, *ENTITY_NAMES]),
         "window_start": Param(None, type=["null", "string"], format="date-time"),
         "window_end": Param(None, type=["null", "string"], format="date-time"),
     },
@@ -58,17 +62,9 @@ with DAG(
     def load_landed_windows(
         triggering_asset_events: Any = None, params: dict[str, Any] | None = None
     ) -> list[dict[str, Any]]:
+        with orchestration.refusing_bad_params():
+            asked = orchestration.windows_from_params(params or {})
         landed = orchestration.windows_from_asset_events(triggering_asset_events)
-        params = params or {}
-        if params.get("window_start") or params.get("window_end"):
-            window = Window.parse(params["window_start"], params["window_end"])
-            modules = [MODULES[params["module"]]] if params.get("module") else MODULES.values()
-            landed += [
-                (module.name, entity.name, window)
-                for module in modules
-                for entity in module.entities
-                if params.get("entity") in (None, entity.name)
-            ]
-        return orchestration.load_landed_windows(landed)
+        return orchestration.load_landed_windows(landed + asked)
 
     load_landed_windows()

@@ -1,7 +1,9 @@
 """
-### Maintain the warehouse: retention of raw facts
+### Maintain the warehouse (and the lake's old versions): retention of raw facts
 
-Daily. Enforces each module's retention of raw facts (`vars.retention` in
+Daily. `prune_lake_versions` deletes the lake's replaced versions of windows, and staged
+versions never published (blocked, or a killed pull's), once older than
+`HUB_LAKE_KEEP_REPLACED_DAYS`; the newest staged version of a window stays. Enforces each module's retention of raw facts (`vars.retention` in
 `dbt_project/dbt_project.yml`, from the contract: observatory 7 days, registry 30, policy
 and costops 90, sentinel 365) with the dbt operation `apply_retention`:
 
@@ -16,12 +18,13 @@ what would be dropped.
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 import pendulum
-from airflow.sdk import DAG, Param
+from airflow.sdk import DAG, Param, task
 from cosmos.operators.local import DbtRunOperationLocalOperator
 
-from analytics_hub import dbt_airflow
+from analytics_hub import dbt_airflow, orchestration
 
 with DAG(
     dag_id="maintain_warehouse",
@@ -31,7 +34,13 @@ with DAG(
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,
-    default_args={"owner": "data-platform", "retries": 2, "retry_delay": timedelta(minutes=5)},
+    default_args={
+        "owner": "data-platform",
+        "retries": 2,
+        "retry_delay": timedelta(minutes=5),
+        # compression jobs on a day of hypertable chunks are the slow part
+        "execution_timeout": timedelta(hours=2),
+    },
     params={"dry_run": Param(False, type="boolean", description="only list what would go")},
     tags=["warehouse", "maintenance"],
 ):
@@ -44,3 +53,9 @@ with DAG(
         dbt_executable_path=dbt_airflow.dbt_executable(),
         install_deps=False,
     )
+
+    @task
+    def prune_lake_versions(params: dict[str, Any] | None = None) -> list[str]:
+        return orchestration.prune_lake_versions(dry_run=bool((params or {}).get("dry_run")))
+
+    prune_lake_versions()

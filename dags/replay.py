@@ -31,7 +31,12 @@ with DAG(
     schedule=None,
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
-    default_args={"owner": "data-platform", "retries": 1, "retry_delay": timedelta(minutes=1)},
+    default_args={
+        "owner": "data-platform",
+        "retries": 1,
+        "retry_delay": timedelta(minutes=1),
+        "execution_timeout": timedelta(hours=1),  # one window's dead letters, or its re-pull
+    },
     params={
         "module": Param(None, type=["null", "string"], enum=[None, *MODULES]),
         "entity": Param(None, type=["null", "string"], description="e.g. violations"),

@@ -8,11 +8,14 @@ staging views over the landing tables → deduplicating intermediates (the deliv
 guarantees of the contract) → incremental facts, hourly and daily rollups (marts).
 
 Each mart updates its Asset `warehouse.marts.<model>` once its tests pass. Then
-`validate_marts`, the mart gate (Great Expectations), checks what the run touched: schema,
-keys, the contract's values and ranges, and rollup totals reconciled with their facts'.
-Only if nothing blocking failed does it update `warehouse.marts.validated`, which the
-feeds schedule on; a blocked build fails the task, naming the expectation and sample rows.
-Data Docs: `<quality>/docs/index.html`.
+`validate_marts`, the mart gate (Great Expectations), checks what the builds added since
+it last let each mart through (a range of `_loaded_at`, from the mart's watermark in
+`hub_meta.mart_gate_watermarks`, however late the build ran): schema, keys, the contract's
+values and ranges, and rollup totals reconciled with their facts'. Only if nothing
+blocking failed does it update `warehouse.marts.validated`, which the feeds schedule on;
+a blocked build fails the task, naming the expectation, sample rows and the range checked,
+and the blocked marts' watermarks stay for the next run. Data Docs:
+`<quality>/docs/index.html`.
 
 On TimescaleDB the facts are hypertables and the rollups continuous aggregates; on plain
 PostgreSQL, day-partitioned tables and incrementally maintained tables (the project
@@ -39,7 +42,14 @@ transform = DbtDag(
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,
-    default_args={"owner": "data-platform", "retries": 2, "retry_delay": timedelta(minutes=1)},
+    # every task, the dbt ones (cosmos builds its operators in this DAG) and the gate: a
+    # task stuck on a lock must fail and retry, not hold the DAG's only active run
+    default_args={
+        "owner": "data-platform",
+        "retries": 2,
+        "retry_delay": timedelta(minutes=1),
+        "execution_timeout": timedelta(hours=1),
+    },
     tags=["transform", "warehouse"],
     project_config=dbt_airflow.project_config(),
     profile_config=dbt_airflow.profile_config(),

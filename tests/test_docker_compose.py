@@ -251,3 +251,11 @@ def test_every_variable_is_in_env_example(compose: dict[str, Any]) -> None:
             assert not value.strip(), f".env.example ships a value for {name}"
         if sep and name.endswith(("_URL", "_TIMEZONE")) and not line.lstrip().startswith("#"):
             assert value.strip(), f"{name}: scripts/gen-env would fill it with a secret"
+
+
+def test_the_lake_bucket_keeps_every_version(services: dict[str, Any]) -> None:
+    """Write-audit-publish keeps a replaced window for days; the bucket keeps it for good."""
+    script = "\n".join(services["minio-init"]["command"])
+    made = script.index('mc mb --ignore-existing "hub/$${HUB_LAKE_BUCKET}"')
+    versioned = script.index('mc version enable "hub/$${HUB_LAKE_BUCKET}"')
+    assert made < versioned

@@ -1,4 +1,8 @@
-"""Ingest one window of one entity: pull → normalize → land, page by page, with a manifest.
+"""Ingest one window of one entity: pull → normalize → stage, page by page, with a manifest.
+
+The window lands as a staged version of its own (``Lake.staged_path``): the lake gate
+audits it and publishes it over the current version only if it passes, so a bad pull
+never costs the data the hub already had.
 
 Memory stays flat in the size of the window: each page (or NDJSON chunk) is parsed,
 normalized and written as its own row group before the next is pulled. Every record
@@ -24,9 +28,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from analytics_hub import parse
-from analytics_hub.connectors import ModuleClient
+from analytics_hub.connectors import BadPageError, ModuleClient
 from analytics_hub.fx import FxRates
-from analytics_hub.lake import Lake, Zone
+from analytics_hub.lake import Lake, Zone, new_version
 from analytics_hub.normalize import ROW, UTC_TS, normalize, output_schema
 from analytics_hub.sources import Entity, Module, both_casings
 from analytics_hub.windows import Window
@@ -61,6 +65,7 @@ class Manifest:
     entity: str
     window_start: str
     window_end: str
+    version: str = ""  # the staged version these counts describe
     pulled: int = 0
     landed: int = 0
     dead_lettered: int = 0
@@ -69,7 +74,8 @@ class Manifest:
     bytes_received: int = 0
     dead_letter_reasons: dict[str, int] = field(default_factory=dict)  # by first reason
     dead_letter_faults: dict[str, int] = field(default_factory=dict)  # every code:field
-    objects: dict[str, str] = field(default_factory=dict)
+    bad_pages: list[dict[str, Any]] = field(default_factory=list)  # pages that ended the pull
+    objects: dict[str, str] = field(default_factory=dict)  # where each is once published
     seconds: float = 0.0
     stage_seconds: dict[str, float] = field(default_factory=dict)
 
@@ -249,21 +255,28 @@ def ingest_window(
     rates: FxRates,
     pseudonym_key: bytes | None,
     bulk: bool = True,
+    version: str | None = None,
 ) -> Manifest:
-    """Land one window of one entity in the lake and return its manifest.
+    """Stage one window of one entity in the lake and return its manifest.
 
-    Re-running a window rewrites the same objects, so it leaves the same state.
+    The objects go to a new staged version (``version``, by default a fresh name), never
+    over the current one: re-running a window stages it again, and only the gate's
+    publish replaces what the lake had.
     """
     started = time.perf_counter()
     bounds = window.query()
-    manifest = Manifest(module.name, entity.name, bounds["from"], bounds["to"])
-    paths = {zone: lake.path(zone, module.name, entity.name, window) for zone in Zone}
+    version = version or new_version()
+    manifest = Manifest(module.name, entity.name, bounds["from"], bounds["to"], version)
+    paths = {
+        zone: lake.staged_path(zone, module.name, entity.name, window, version) for zone in Zone
+    }
     redeliveries = _Redeliveries(entity, module)
     lineage = {"_window_start": window.start, "_window_end": window.end}
     good_schema, dead_schema = normalized_schema(entity), deadletter_schema()
     reasons: dict[str, int] = {}
     faults: dict[str, int] = {}
     clock = _StageClock()
+    bad_page: BadPageError | None = None
 
     with (
         lake.parquet_writer(paths[Zone.RAW], RAW_SCHEMA, **RAW_WRITER_OPTIONS) as raw_out,
@@ -274,17 +287,22 @@ def ingest_window(
         batches = _prefetched(_batches(client, entity, window, bulk))
         while True:
             with clock("receive"):  # time spent waiting for the next batch
-                batch = next(batches, None)
+                try:
+                    batch = next(batches, None)
+                except BadPageError as bad:
+                    bad_page = bad
+                    break
             if batch is None:
                 break
             manifest.pages += 1
             manifest.bytes_received += len(batch.body)
             with clock("parse"):
                 if batch.ndjson:
-                    records = parse.read_ndjson(batch.body, entity)
+                    parsed = parse.read_ndjson(batch.body, entity)
                 else:
-                    records, _ = parse.read_page(batch.body, entity)
-            manifest.pulled += records.height
+                    parsed = parse.read_page(batch.body, entity)
+            records = parsed.records
+            manifest.pulled += parsed.entries
             with clock("normalize"):
                 result = normalize(
                     records,
@@ -298,7 +316,8 @@ def ingest_window(
                 rows = redeliveries.drop(result.rows)
             manifest.deduplicated += result.rows.height - rows.height
             manifest.landed += rows.height
-            manifest.dead_lettered += result.rejects.height
+            rejects = pl.concat([result.rejects, parsed.faults.cast(result.rejects.schema)])
+            manifest.dead_lettered += rejects.height
 
             with clock("write"):
                 raw = pa.table(
@@ -309,27 +328,71 @@ def ingest_window(
                     pl.lit(value).cast(UTC_TS).alias(name) for name, value in lineage.items()
                 )
                 background.write((raw_out, raw), (good_out, good.to_arrow().cast(good_schema)))
-                if result.rejects.height:
-                    dead = _dead_letters(result.rejects, records, batch, entity, window)
+                if rejects.height:
+                    dead = _dead_letters(rejects, records, batch, entity, window)
                     for code, count in dead.group_by("reason_code").len().iter_rows():
                         reasons[code] = reasons.get(code, 0) + count
                     for fault, count in fault_counts(dead).items():
                         faults[fault] = faults.get(fault, 0) + count
                     dead_out.write_table(dead.to_arrow().cast(dead_schema))
 
+        if bad_page is not None:
+            background.wait()
+            _keep_bad_page(bad_page, window, raw_out, dead_out, dead_schema)
+            manifest.bad_pages.append(
+                {"page": bad_page.page, "path": bad_page.path, "cause": bad_page.cause}
+            )
+            manifest.bytes_received += len(bad_page.body)
         manifest.dead_letter_reasons = dict(sorted(reasons.items()))
         manifest.dead_letter_faults = dict(sorted(faults.items()))
-        manifest.objects = {zone.value: lake.uri(path) for zone, path in paths.items()}
+        manifest.objects = {
+            zone.value: lake.uri(lake.path(zone, module.name, entity.name, window)) for zone in Zone
+        }
         manifest.seconds = round(time.perf_counter() - started, 3)
         manifest.stage_seconds = clock.rounded()
-        if not manifest.balanced:
+        if not manifest.balanced and bad_page is None:
             raise BalanceError(
                 f"{module.name}/{entity.name} {window}: pulled {manifest.pulled} != landed "
                 f"{manifest.landed} + dead-lettered {manifest.dead_lettered} + deduplicated "
                 f"{manifest.deduplicated}; nothing of this window was published"
             )
     lake.write_json(paths[Zone.MANIFESTS], manifest.to_dict() | {"landed_at": _now()})
+    if bad_page is not None:
+        raise BadPageError(
+            f"{bad_page}. The page is kept as a page-level dead letter of the staged version "
+            f"{version} ({lake.uri(paths[Zone.MANIFESTS].rsplit('/', 1)[0])}); the lake's "
+            "current version is unchanged",
+            page=bad_page.page,
+            path=bad_page.path,
+            body=bad_page.body,
+            cause=bad_page.cause,
+        ) from bad_page
     return manifest
+
+
+def _keep_bad_page(
+    bad: BadPageError,
+    window: Window,
+    raw_out: pq.ParquetWriter,
+    dead_out: pq.ParquetWriter,
+    dead_schema: pa.Schema,
+) -> None:
+    """A page that ends the pull is data too: its bytes in the raw zone, and one
+    page-level dead letter (no row, no record id) that names the page and the cause."""
+    raw_out.write_table(
+        pa.table({"page": [bad.page], "path": [bad.path], "body": [bad.body]}, RAW_SCHEMA)
+    )
+    letter = {
+        "window_start": [window.start],
+        "window_end": [window.end],
+        "page": [bad.page],
+        "row": [None],
+        "record_id": [None],
+        "reason_code": ["bad_page"],
+        "reason": [f"bad_page:{bad.cause}"],
+        "raw_record": [bad.body.decode("utf-8", "replace")],
+    }
+    dead_out.write_table(pa.table(letter).cast(dead_schema))
 
 
 def fault_counts(dead: pl.DataFrame) -> dict[str, int]:

@@ -29,6 +29,11 @@ from analytics_hub.sources import (
 ROW = "_row"  # position of the record in its page: ties a reject back to its raw text
 UTC_TS = pl.Datetime("us", "UTC")
 MONEY = pl.Decimal(38, 6)
+# The largest magnitudes a value may have, beyond which it is out of range rather than
+# failing its batch: what Int64 holds, and what the currency conversion's decimals hold
+# (38 digits, 12 of them after the point) with room for the rate.
+INT_LIMIT = 2.0**63
+MONEY_LIMIT = 1e20
 
 _ISO = "%Y-%m-%dT%H:%M:%S%.f"
 _EPOCH_MS_FROM = 1e11  # the contract: a number below this is epoch seconds, else ms
@@ -192,6 +197,8 @@ class _FieldRules:
         parent_id: str | None = None,
     ):
         self.field = field
+        # money is converted in decimals that hold amounts up to MONEY_LIMIT
+        self.limit = MONEY_LIMIT if field.name in {m.amount for m in entity.money} else None
         self.texts: dict[str, pl.Expr] = {}
         self.reasons: list[Check] = []
         wires = [_wire(entity, field, name, present) for name in field.wire_names]
@@ -225,11 +232,17 @@ class _FieldRules:
             self.reasons.append(_reason(present & value.is_null(), "unknown_enum", field))
             return text.str.to_lowercase().replace_strict(canonical, default=None)
         if field.kind in (Kind.INT, Kind.FLOAT):
-            self.reasons.append(_reason(present & value.is_null(), "unparseable_number", field))
             number = _number(text)
+            limit = INT_LIMIT if field.kind is Kind.INT else self.limit
+            fits = number.abs() < limit if limit is not None else pl.lit(True)
+            too_big = number.is_not_null() & ~fits
+            self.reasons.append(_reason(too_big, "out_of_range", field))
+            self.reasons.append(
+                _reason(present & value.is_null() & ~too_big, "unparseable_number", field)
+            )
             if field.kind is Kind.INT:
-                return pl.when(number == number.floor()).then(number).cast(pl.Int64)
-            return number
+                return pl.when((number == number.floor()) & fits).then(number).cast(pl.Int64)
+            return pl.when(fits).then(number)
         if field.kind is Kind.TIMESTAMP:
             self.reasons.append(_reason(present & value.is_null(), "unparseable_time", field))
             return _timestamp(text, local_timezone)

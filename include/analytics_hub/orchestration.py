@@ -8,6 +8,9 @@ except building Asset objects (pure data).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import timedelta
 from typing import Any
 
 from airflow.sdk import Asset, Connection
@@ -17,10 +20,13 @@ from psycopg.conninfo import make_conninfo
 from analytics_hub.connectors import Endpoint, ModuleClient
 from analytics_hub.fx import FxRates
 from analytics_hub.ingest import ingest_window
-from analytics_hub.lake import Lake, Zone
+from analytics_hub.lake import APPROVED, Lake, Zone
 from analytics_hub.settings import ConfigurationError, HubSettings, load_settings
-from analytics_hub.sources import Module, get_module
-from analytics_hub.windows import Window
+from analytics_hub.sources import MODULES, Module, get_module
+from analytics_hub.windows import (
+    Window,
+    split_window,
+)
 
 LAKE_CONN_ID = "hub_lake"
 PSEUDONYM_CONN_ID = "hub_pseudonym_key"
@@ -35,10 +41,22 @@ def lake_asset(module: str, entity: str) -> Asset:
     )
 
 
-def landed_window_extra(manifest: dict[str, Any]) -> dict[str, Any]:
-    """What a lake Asset event says about the window it landed."""
-    keys = ("module", "entity", "window_start", "window_end", "landed", "dead_lettered")
-    return {key: manifest[key] for key in keys}
+LANDED_WINDOW_KEYS = ("window_start", "window_end", "landed", "dead_lettered")
+
+
+def landed_window_extra(*manifests: dict[str, Any]) -> dict[str, Any]:
+    """What a lake Asset event says about the windows of one entity it landed.
+
+    ``windows`` lists every window. An event of a single window also carries that window's
+    keys at the top level, the form that readers of single-window events know.
+    """
+    entities = {(manifest["module"], manifest["entity"]) for manifest in manifests}
+    if len(entities) != 1:
+        raise ValueError(f"an Asset event is about one entity's windows, not {sorted(entities)}")
+    ((module, entity),) = entities
+    windows = [{key: manifest[key] for key in LANDED_WINDOW_KEYS} for manifest in manifests]
+    extra: dict[str, Any] = {"module": module, "entity": entity, "windows": windows}
+    return (extra | windows[0]) if len(windows) == 1 else extra
 
 
 def _optional_connection(conn_id: str) -> Connection | None:
@@ -91,23 +109,63 @@ def module_endpoint(module: Module) -> Endpoint:
     return Endpoint(base_url=host, token=conn.password, local_timezone=timezone)
 
 
-def resolve_window(
-    params: dict[str, Any], data_interval_start: Any, data_interval_end: Any
-) -> Window:
-    """The run's data interval, unless the trigger named a window (a manual backfill)."""
+def max_manual_span() -> timedelta:
+    """The longest range one manual run may pull or load (``HUB_MAX_MANUAL_WINDOW_HOURS``)."""
+    return timedelta(hours=load_settings().max_manual_window_hours)
+
+
+def _params_window(params: dict[str, Any]) -> Window | None:
     start, end = params.get("window_start"), params.get("window_end")
-    if start or end:
-        if not (start and end):
-            raise ConfigurationError("give both params window_start and window_end, or neither")
-        return Window.parse(start, end)
+    if not (start or end):
+        return None
+    if not (start and end):
+        raise ConfigurationError("give both params window_start and window_end, or neither")
+    return Window.parse(start, end)
+
+
+def resolve_windows(
+    module_name: str, params: dict[str, Any], data_interval_start: Any, data_interval_end: Any
+) -> list[Window]:
+    """The windows a run of the module's ingest pulls.
+
+    A scheduled run (or a Backfill's) pulls its data interval. A trigger that names a window
+    pulls the scheduled windows that window is made of: it must be aligned to the module's
+    schedule and no longer than ``max_manual_span()`` (``WindowError`` says what would do).
+    """
+    module = get_module(module_name)
+    window = _params_window(params)
+    if window is not None:
+        return split_window(module.schedule, window, module=module.name, max_span=max_manual_span())
     if data_interval_start is None or data_interval_end is None:
         raise ConfigurationError("this run has no data interval; pass window_start/window_end")
-    return Window.parse(data_interval_start, data_interval_end)
+    return [Window.parse(data_interval_start, data_interval_end)]
+
+
+@contextmanager
+def refusing_bad_params() -> Iterator[None]:
+    """Fail the task at once, without retries, on params it cannot run: a retry reads the same."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    try:
+        yield
+    except (ConfigurationError, ValueError) as refused:
+        raise AirflowFailException(str(refused)) from refused
+
+
+def _window_lease(module: Module, entity_name: str, window: Window) -> Any:
+    from analytics_hub.warehouse import window_lease
+
+    return window_lease(warehouse_conninfo(), module.name, entity_name, window)
 
 
 def land_entity(module_name: str, entity_name: str, window: Window) -> dict[str, Any]:
-    """Pull, normalize and land one window of one entity; returns its manifest."""
+    """Pull, normalize and stage one window of one entity; returns the staged manifest."""
     module = get_module(module_name)
+    with _window_lease(module, entity_name, window):
+        return _stage(module, entity_name, window)
+
+
+def _stage(module: Module, entity_name: str, window: Window) -> dict[str, Any]:
     entity = module.entity(entity_name)
     settings = settings_from_airflow()
     key = settings.require_pseudonym_key() if entity.has_personal_data else None
@@ -125,22 +183,20 @@ def land_entity(module_name: str, entity_name: str, window: Window) -> dict[str,
 
 
 def validate_landed(module_name: str, entity_name: str, window: Window) -> dict[str, Any]:
-    """Run the lake gate on a landed window; returns its manifest as the gate left it.
+    """Audit the window's newest staged version and publish it; returns the published
+    manifest.
 
-    A window blocked by its data (schema drift, balance, too many bad rows) fails the task
-    at once, without retries: the same data would fail the same way. A window blocked only
+    A version blocked by its data (schema drift, balance, too many bad rows) fails the task
+    at once, without retries: the same data would fail the same way. A version blocked only
     for a collapse of its volume fails with retries, and each retry pulls the window again
-    before auditing it: the module may not have delivered yet. Great Expectations is
-    imported here, in the task, not at parse time.
+    before auditing: the module may not have delivered yet. A version already approved
+    whose publish was interrupted is published; one already published is returned as it
+    is. Great Expectations is imported here, in the task, not at parse time.
     """
     from airflow.sdk.exceptions import AirflowFailException
 
     from analytics_hub.quality.config import load_gate_settings, quality_url
-    from analytics_hub.quality.gate import (
-        TRANSIENT_BLOCKS,
-        WindowBlockedError,
-        validate_window,
-    )
+    from analytics_hub.quality.gate import TRANSIENT_BLOCKS, WindowBlockedError, validate_window
     from analytics_hub.quality.store import open_store
 
     module = get_module(module_name)
@@ -148,41 +204,66 @@ def validate_landed(module_name: str, entity_name: str, window: Window) -> dict[
     settings = settings_from_airflow()
     gate = load_gate_settings()
     lake = Lake.from_settings(settings)
-    manifest_path = lake.path(Zone.MANIFESTS, module.name, entity.name, window)
-    quality = lake.read_json(manifest_path).get("quality") if lake.exists(manifest_path) else None
-    blocked_by = set(quality["blocked"]) if quality and quality["status"] == "blocked" else set()
-    if blocked_by and blocked_by <= TRANSIENT_BLOCKS:
-        land_entity(module_name, entity_name, window)  # a retry: ask the module again
-    store = open_store(quality_url(settings, gate), settings, gate.work_dir)
-    try:
-        validate_window(module, entity, window, lake=lake, store=store, settings=gate)
-    except WindowBlockedError as blocked:
-        if blocked.transient:
-            raise
-        raise AirflowFailException(str(blocked)) from blocked
-    return lake.read_json(manifest_path)
+    current_path = lake.path(Zone.MANIFESTS, module.name, entity.name, window)
+    with _window_lease(module, entity.name, window):
+        current = lake.read_json(current_path) if lake.exists(current_path) else {}
+        staged = lake.staged_versions(module.name, entity.name, window)
+        if not staged or staged[-1] <= current.get("version", ""):
+            if current:  # an earlier try published it
+                return current
+            raise AirflowFailException(f"{module.name}/{entity.name} {window} never landed")
+        version = staged[-1]
+        quality = lake.read_json(
+            lake.staged_path(Zone.MANIFESTS, module.name, entity.name, window, version)
+        ).get("quality")
+        if quality and quality["status"] in APPROVED:
+            return lake.publish(module.name, entity.name, window, version)
+        if (
+            quality
+            and quality["status"] == "blocked"
+            and set(quality["blocked"]) <= TRANSIENT_BLOCKS
+        ):
+            version = _stage(module, entity.name, window)["version"]  # a retry: ask again
+        store = open_store(quality_url(settings, gate), settings, gate.work_dir)
+        try:
+            validate_window(
+                module, entity, window, lake=lake, store=store, settings=gate, version=version
+            )
+        except WindowBlockedError as blocked:
+            if blocked.transient:
+                raise
+            raise AirflowFailException(str(blocked)) from blocked
+        return lake.read_json(current_path)
 
 
 LAKE_REPLAYED = Asset(name="lake.replayed", uri="hub-lake://replayed", group="lake")
 
 
+def prune_lake_versions(*, dry_run: bool = False) -> list[str]:
+    """Delete the lake's replaced and never-published versions older than
+    ``HUB_LAKE_KEEP_REPLACED_DAYS``; returns what went (or would go)."""
+    return Lake.from_settings(settings_from_airflow()).prune_versions(dry_run=dry_run)
+
+
 def replay_dead_letters(module_name: str, entity_name: str, window: Window) -> dict[str, Any]:
-    """Re-process one window's dead letters through normalization (see ``replay``)."""
+    """Stage a version of the window with its dead letters re-processed (see ``replay``);
+    the lake gate then audits and publishes it."""
     from analytics_hub.replay import replay_window
 
     module = get_module(module_name)
     entity = module.entity(entity_name)
     settings = settings_from_airflow()
     conn = _optional_connection(module.conn_id)
-    result = replay_window(
-        module,
-        entity,
-        window,
-        lake=Lake.from_settings(settings),
-        rates=FxRates.load(),
-        pseudonym_key=settings.require_pseudonym_key() if entity.has_personal_data else None,
-        local_timezone=conn.extra_dejson.get("timezone") if conn is not None else None,
-    )
+    with _window_lease(module, entity.name, window):
+        result = replay_window(
+            module,
+            entity,
+            window,
+            lake=Lake.from_settings(settings),
+            rates=FxRates.load(),
+            pseudonym_key=settings.require_pseudonym_key() if entity.has_personal_data else None,
+            local_timezone=conn.extra_dejson.get("timezone") if conn is not None else None,
+        )
     return result.to_dict() | window.query()
 
 
@@ -224,15 +305,60 @@ def warehouse_conninfo() -> str:
 
 
 def windows_from_asset_events(events: Any) -> list[tuple[str, str, Window]]:
-    """(module, entity, window) of every lake Asset event that triggered this run."""
+    """(module, entity, window) of every window named by the lake Asset events of this run.
+
+    An event names its windows in ``windows`` (see ``landed_window_extra``) or, for a single
+    window, in its top-level ``window_start`` / ``window_end``.
+    """
     landed: dict[tuple[str, str, Window], None] = {}
     for asset_events in (events or {}).values():
         for event in asset_events:
             extra = event.extra or {}
-            if {"module", "entity", "window_start", "window_end"} <= extra.keys():
-                window = Window.parse(extra["window_start"], extra["window_end"])
-                landed[(extra["module"], extra["entity"], window)] = None
+            if not {"module", "entity"} <= extra.keys():
+                continue
+            for bounds in extra.get("windows") or [extra]:
+                if {"window_start", "window_end"} <= bounds.keys():
+                    landed[(extra["module"], extra["entity"], Window.from_dict(bounds))] = None
     return list(landed)
+
+
+def windows_from_params(params: dict[str, Any]) -> list[tuple[str, str, Window]]:
+    """(module, entity, window) of a reload asked for by params; none when they name no window.
+
+    ``module`` and ``entity`` narrow the reload (by default every entity of every module).
+    The window is split into each module's scheduled windows and checked as an ingest run's
+    is: landed windows lie on their module's schedule, so only those can be reloaded.
+    """
+    module_name, entity_name = params.get("module"), params.get("entity")
+    window = _params_window(params)
+    if window is None:
+        if module_name or entity_name:
+            raise ConfigurationError(
+                "params module and entity narrow a reload of window_start..window_end: "
+                "give the window too"
+            )
+        return []
+    if module_name and module_name not in MODULES:
+        raise ConfigurationError(
+            f"unknown module {module_name!r} in params; known: {', '.join(MODULES)}"
+        )
+    modules = [MODULES[module_name]] if module_name else list(MODULES.values())
+    if entity_name:
+        known = sorted({entity.name for module in modules for entity in module.entities})
+        if entity_name not in known:
+            where = f"module {module_name!r}" if module_name else "any module"
+            raise ConfigurationError(
+                f"no entity {entity_name!r} in {where}; known: {', '.join(known)}"
+            )
+        modules = [m for m in modules if any(e.name == entity_name for e in m.entities)]
+    span = max_manual_span()
+    return [
+        (module.name, entity.name, scheduled)
+        for module in modules
+        for scheduled in split_window(module.schedule, window, module=module.name, max_span=span)
+        for entity in module.entities
+        if not entity_name or entity.name == entity_name
+    ]
 
 
 def load_landed_windows(landed: list[tuple[str, str, Window]]) -> list[dict[str, Any]]:
@@ -261,13 +387,15 @@ def load_landed_windows(landed: list[tuple[str, str, Window]]) -> list[dict[str,
 
 
 def validate_marts() -> dict[str, Any]:
-    """Run the mart gate on the rows loaded within ``HUB_QUALITY_MART_WINDOW_HOURS``.
+    """Run the mart gate on the rows the builds added since it last let each mart through.
 
+    Its scope is each mart's range of load stamps from its watermark in the warehouse (see
+    ``quality.mart_gate``), not the worker's clock, so a build that runs hours after its
+    loads is checked all the same. Returns the gate's summary, each mart's range included.
     A blocked build fails the task at once, without retries: the same rows would fail the
-    same way. Great Expectations is imported here, in the task, not at parse time.
+    same way (the blocked marts' watermarks stay, so the next run checks them again).
+    Great Expectations is imported here, in the task, not at parse time.
     """
-    from datetime import UTC, datetime, timedelta
-
     from airflow.sdk.exceptions import AirflowFailException
 
     from analytics_hub.quality.config import load_gate_settings, quality_url
@@ -278,9 +406,8 @@ def validate_marts() -> dict[str, Any]:
     settings = settings_from_airflow()
     gate = load_gate_settings()
     store = open_store(quality_url(settings, gate), settings, gate.work_dir)
-    since = datetime.now(UTC) - timedelta(hours=gate.mart_window_hours)
     try:
-        result = run_mart_gate(warehouse_conninfo(), since=since, store=store, settings=gate)
+        result = run_mart_gate(warehouse_conninfo(), store=store, settings=gate)
     except MartsBlockedError as blocked:
         raise AirflowFailException(str(blocked)) from blocked
     return result.summary()

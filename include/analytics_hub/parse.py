@@ -4,11 +4,20 @@ A module may send a number as a JSON number or as a string, an object where a st
 was expected, or a field the hub does not know. Reading every known field as text
 (Polars turns numbers and objects into their JSON text) keeps one bad value from
 failing the page; the normalizer then decides, per record, what is valid.
+
+An entry that is not a record at all (``null``, a number, a list, bytes that are not
+UTF-8, a line that is not JSON) is a fault of that entry alone: the other entries are
+read, and the fault keeps its position, so it is dead-lettered with its raw text. Polars
+reads a clean page in one pass; only a page it refuses is taken apart entry by entry, to
+pin the refusal on the entries that caused it.
 """
 
 from __future__ import annotations
 
 import io
+import json
+import re
+from dataclasses import dataclass
 from functools import cache
 
 import orjson
@@ -16,6 +25,26 @@ import polars as pl
 
 from analytics_hub.normalize import ROW, TAGS
 from analytics_hub.sources import Entity, Kind
+
+_JSON_SPACE = " \t\n\r"
+_SPACE = re.compile(r"[ \t\n\r]*")
+# A string (its closing quote optional, so an unterminated one runs to the end) or one
+# structural character: enough to find where a malformed value ends.
+_TOKENS = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"?|[][{},]', re.DOTALL)
+# Decoding with ``surrogateescape`` turns each byte that is not UTF-8, and only those,
+# into one of these lone surrogates.
+_NOT_UTF8 = re.compile("[\udc80-\udcff]")
+_SCANNER = json.JSONDecoder()
+
+
+@dataclass(frozen=True)
+class Parsed:
+    """The entries of one page or chunk, each either a record or a fault, by position."""
+
+    records: pl.DataFrame  # every known field as text, plus ROW
+    faults: pl.DataFrame  # ROW, reason_code, reason (``code:field``): entries that are not records
+    entries: int  # every entry, good or bad: records.height + faults.height
+    token: str | None = None  # the next page token
 
 
 @cache
@@ -37,32 +66,292 @@ def _page_schema(entity: Entity) -> pl.Schema:
     return pl.Schema({"data": pl.List(record_schema(entity)), "next_page_token": pl.String()})
 
 
-def read_page(body: bytes, entity: Entity) -> tuple[pl.DataFrame, str | None]:
-    """The records of one JSON page (with their position in ROW) and the next page token."""
-    page = pl.read_ndjson(io.BytesIO(body.replace(b"\n", b" ")), schema=_page_schema(entity))
+@cache
+def _line_schema(entity: Entity) -> pl.Schema:
+    return pl.Schema(record_schema(entity).to_schema())
+
+
+def read_page(body: bytes, entity: Entity) -> Parsed:
+    """The records of one JSON page (ROW: position in ``data``), its faults and next token.
+
+    Faults: ``null_record`` (a JSON null), ``not_an_object`` (a number, string or list, or
+    a record whose ``data`` or ``tags`` is not an object), ``invalid_json`` (an entry that
+    does not parse) and ``invalid_utf8``: exactly the entries whose own bytes are not
+    UTF-8; a valid U+FFFD in a record is text like any other.
+
+    Raises ValueError if the body is not one JSON object, or its ``data`` is neither a
+    list nor null (a missing or null ``data`` is a page without entries).
+    """
+    try:
+        page = pl.read_ndjson(io.BytesIO(body.replace(b"\n", b" ")), schema=_page_schema(entity))
+    except pl.exceptions.PolarsError:
+        return _read_page_by_entry(body, entity)
     if page.height != 1:
         raise ValueError(f"expected one JSON page object, found {page.height}")
-    token = page["next_page_token"][0]
-    records = page.select(pl.col("data").explode()).drop_nulls().unnest("data")
-    return records.with_row_index(ROW), token
+    entries = page.select(pl.col("data").explode(keep_nulls=False)).with_row_index(ROW)
+    nulls = entries.get_column("data").is_null()
+    faults = _faults([])
+    if nulls.any():
+        faults = _faults([(row, "null_record:record") for row in entries.filter(nulls)[ROW]])
+        entries = entries.filter(~nulls)
+    token = page.get_column("next_page_token")[0]
+    return Parsed(entries.unnest("data"), faults, entries.height + faults.height, token)
 
 
-def read_ndjson(body: bytes, entity: Entity) -> pl.DataFrame:
-    """The records of a chunk of newline-delimited JSON (one record per line)."""
-    records = pl.read_ndjson(io.BytesIO(body), schema=pl.Schema(record_schema(entity).to_schema()))
-    return records.with_row_index(ROW)
+def read_ndjson(body: bytes, entity: Entity) -> Parsed:
+    """The records of a chunk of newline-delimited JSON (ROW: position among non-blank lines).
+
+    A line that does not parse is ``invalid_json:line``; other faults as in ``read_page``.
+    """
+    try:
+        records = pl.read_ndjson(io.BytesIO(body), schema=_line_schema(entity))
+    except pl.exceptions.PolarsError:
+        texts = [_utf8(line) for line in _lines(body)]
+        records, faults = _sort_out(texts, entity, "line")
+        return Parsed(records, faults, len(texts))
+    return Parsed(records.with_row_index(ROW), _faults([]), records.height)
 
 
 def raw_records(body: bytes, *, ndjson: bool) -> pl.Series:
-    """The JSON text of each record of a page or chunk, by position.
+    """The text of each entry of a page or chunk, by position (ROW), records and faults alike.
 
-    NDJSON lines are kept as received. A page's records are written back by orjson: valid
+    NDJSON lines are kept as received. A page's entries are written back by orjson: valid
     JSON equal to what was sent (Polars' own rendering of a nested value drops escapes),
-    read only for pages that have dead letters.
+    read only for pages that have dead letters. An entry orjson cannot read or write (not
+    JSON, not UTF-8, nested too deep) is kept as sent, on one line, its bytes that are not
+    UTF-8 replaced by U+FFFD.
     """
     if ndjson:
-        lines = [line for line in body.decode().splitlines() if line.strip()]
-        return pl.Series("raw", lines, dtype=pl.String)
-    records = orjson.loads(body).get("data") or []
-    texts = [orjson.dumps(record).decode() for record in records if record is not None]
+        texts = [line.decode(errors="replace") for line in _lines(body)]
+        return pl.Series("raw", texts, dtype=pl.String)
+    try:
+        page = orjson.loads(body)
+        if not isinstance(page, dict):
+            raise ValueError(f"a page must be a JSON object, got {type(page).__name__}")
+        data = page.get("data")
+        if not isinstance(data, list | None):
+            raise ValueError(f"a page's data must be a list, got {type(data).__name__}")
+        texts = [orjson.dumps(entry).decode() for entry in data or []]
+    except (orjson.JSONDecodeError, orjson.JSONEncodeError):
+        entries, _ = _layout(body.decode(errors="surrogateescape"))
+        texts = [_rewritten(entry) for entry in entries]
     return pl.Series("raw", texts, dtype=pl.String)
+
+
+def _read_page_by_entry(body: bytes, entity: Entity) -> Parsed:
+    entries, token = _layout(body.decode(errors="surrogateescape"))
+    texts = [None if _NOT_UTF8.search(entry) else entry for entry in entries]
+    records, faults = _sort_out(texts, entity, "record")
+    return Parsed(records, faults, len(entries), _token(token, entity))
+
+
+def _sort_out(
+    texts: list[str | None], entity: Entity, unit: str
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The records among the entries (None: not UTF-8), and a fault for each of the others."""
+    faults: list[tuple[int, str]] = []
+    objects: list[tuple[int, str]] = []
+    for row, text in enumerate(texts):
+        if text is None:
+            faults.append((row, "invalid_utf8:record"))
+        elif text.lstrip(_JSON_SPACE).startswith("{"):
+            objects.append((row, text))
+        else:
+            faults.append((row, _not_a_record(text, unit)))
+    # A raw line break can only sit between tokens, where a space means the same.
+    lines = [text.replace("\n", " ").replace("\r", " ").encode() for _, text in objects]
+    records, refused = _read_lines(lines, _line_schema(entity))
+    for index in refused:
+        row, text = objects[index]
+        faults.append((row, _unreadable(text, record_schema(entity), unit)))
+    skipped = set(refused)
+    rows = [row for index, (row, _) in enumerate(objects) if index not in skipped]
+    records = records.insert_column(0, pl.Series(ROW, rows, dtype=pl.get_index_type()))
+    return records, _faults(sorted(faults))
+
+
+def _read_lines(lines: list[bytes], schema: pl.Schema) -> tuple[pl.DataFrame, list[int]]:
+    """The records Polars reads from the lines, and the indexes of the lines it refuses.
+
+    Polars refuses a whole chunk for one bad line; halving the chunk until each refusal is
+    one line costs a few reads per bad line rather than one read per line.
+    """
+    try:
+        records = pl.read_ndjson(io.BytesIO(b"\n".join(lines)), schema=schema)
+        if records.height == len(lines):
+            return records, []
+    except pl.exceptions.PolarsError:
+        pass
+    if len(lines) == 1:
+        return pl.DataFrame(schema=schema), [0]
+    half = len(lines) // 2
+    head, head_refused = _read_lines(lines[:half], schema)
+    tail, tail_refused = _read_lines(lines[half:], schema)
+    return pl.concat([head, tail]), head_refused + [half + i for i in tail_refused]
+
+
+def _not_a_record(text: str, unit: str) -> str:
+    try:
+        value = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return f"invalid_json:{unit}"
+    return "null_record:record" if value is None else "not_an_object:record"
+
+
+def _unreadable(text: str, schema: pl.Struct, unit: str) -> str:
+    """Why Polars refused an object: a nested object that is not one, else bad JSON."""
+    try:
+        value = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return f"invalid_json:{unit}"
+    field = _misshapen(value, schema) if isinstance(value, dict) else None
+    return f"not_an_object:{field}" if field else f"invalid_json:{unit}"
+
+
+def _misshapen(record: dict[str, object], schema: pl.Struct) -> str | None:
+    """The first field read as an object whose value is neither an object nor null."""
+    for field in schema.fields:
+        value = record.get(field.name)
+        if not isinstance(field.dtype, pl.Struct) or value is None:
+            continue
+        if not isinstance(value, dict):
+            return field.name
+        inner = _misshapen(value, field.dtype)
+        if inner:
+            return f"{field.name}.{inner}"
+    return None
+
+
+def _faults(faults: list[tuple[int, str]]) -> pl.DataFrame:
+    return pl.DataFrame(
+        {
+            ROW: [row for row, _ in faults],
+            "reason_code": [reason.split(":", 1)[0] for _, reason in faults],
+            "reason": [reason for _, reason in faults],
+        },
+        schema={ROW: pl.get_index_type(), "reason_code": pl.String, "reason": pl.String},
+    )
+
+
+def _lines(body: bytes) -> list[bytes]:
+    """The non-blank lines of an NDJSON chunk, as Polars counts them."""
+    return [line.removesuffix(b"\r") for line in body.split(b"\n") if line.strip(b" \t\r")]
+
+
+def _utf8(line: bytes) -> str | None:
+    try:
+        return line.decode()
+    except UnicodeDecodeError:
+        return None
+
+
+def _rewritten(entry: str) -> str:
+    try:
+        return orjson.dumps(orjson.loads(entry)).decode()
+    except (orjson.JSONDecodeError, orjson.JSONEncodeError):
+        sent = entry.encode(errors="surrogateescape").decode(errors="replace")
+        return sent.replace("\n", " ").replace("\r", " ")
+
+
+def _token(value: str | None, entity: Entity) -> str | None:
+    """The next page token, read as the one-pass reader reads it (a number as its text)."""
+    if value is None:
+        return None
+    try:
+        page = pl.read_ndjson(
+            io.BytesIO(f'{{"next_page_token":{value}}}'.encode()), schema=_page_schema(entity)
+        )
+    except (pl.exceptions.PolarsError, UnicodeEncodeError) as error:
+        raise ValueError(f"the page's next_page_token is unreadable: {value[:80]!r}") from error
+    token: str | None = page.get_column("next_page_token")[0]
+    return token
+
+
+def _layout(text: str) -> tuple[list[str], str | None]:
+    """The text of each entry of the page's ``data`` and of its next_page_token value.
+
+    Entries are delimited, not parsed: one that is not JSON is still one entry, for the
+    reader to refuse. Raises ValueError where the page itself is not a JSON object.
+    """
+    at = _skip_space(text, 0)
+    if not text.startswith("{", at):
+        raise ValueError(f"a page must be a JSON object, got {text[at : at + 40]!r}")
+    entries: list[str] = []
+    token: str | None = None
+    at = _skip_space(text, at + 1)
+    while not text.startswith("}", at):
+        try:
+            key, at = _SCANNER.raw_decode(text, at)
+        except ValueError as error:
+            raise ValueError(f"a page's member name is malformed at {at}") from error
+        at = _skip_space(text, at)
+        if not isinstance(key, str) or not text.startswith(":", at):
+            raise ValueError(f"a page's member is malformed at {at}")
+        at = _skip_space(text, at + 1)
+        if key == "data" and text.startswith("[", at):
+            spans, at = _items(text, at)
+            entries = [text[start:end].rstrip(_JSON_SPACE) for start, end in spans]
+            at = _skip_space(text, at)
+        else:
+            end = _item_end(text, at)
+            value = text[at:end].rstrip(_JSON_SPACE)
+            if key == "data" and value != "null":
+                raise ValueError(f"a page's data must be a list, got {value[:40]!r}")
+            if key == "next_page_token":
+                token = None if value == "null" else value
+            at = end
+        if text.startswith(",", at):
+            at = _skip_space(text, at + 1)
+        elif not text.startswith("}", at):
+            raise ValueError(f"a page's members are malformed at {at}")
+    if _skip_space(text, at + 1) != len(text):
+        raise ValueError("a page has text after its JSON object")
+    return entries, token
+
+
+def _items(text: str, opening: int) -> tuple[list[tuple[int, int]], int]:
+    """Where each item of the array opening at ``opening`` starts and ends; where it closes."""
+    items: list[tuple[int, int]] = []
+    at = _skip_space(text, opening + 1)
+    if text.startswith("]", at):
+        return items, at + 1
+    while True:
+        end = _item_end(text, at)
+        items.append((at, end))
+        if text[end] == "]":
+            return items, end + 1
+        if text[end] != ",":
+            raise ValueError(f"a page's data is malformed at {end}")
+        at = _skip_space(text, end + 1)
+
+
+def _item_end(text: str, start: int) -> int:
+    """Where the item starting at ``start`` ends: at its ',' or at the closing bracket.
+
+    Python's scanner finds the end of a well-formed value at C speed; a malformed one
+    (bad syntax, bytes that are not UTF-8 outside a string, nesting deeper than the
+    scanner recurses) is skipped by counting brackets outside strings.
+    """
+    try:
+        end = _skip_space(text, _SCANNER.raw_decode(text, start)[1])
+        if end < len(text) and text[end] in ",]}":
+            return end
+    except (ValueError, RecursionError):
+        pass
+    depth = 0
+    for token in _TOKENS.finditer(text, start):
+        mark = token.group()
+        if mark in ("[", "{"):
+            depth += 1
+        elif mark in ("]", "}"):
+            if depth == 0:
+                return token.start()
+            depth -= 1
+        elif mark == "," and depth == 0:
+            return token.start()
+    raise ValueError("a page ends inside a value")
+
+
+def _skip_space(text: str, at: int) -> int:
+    space = _SPACE.match(text, at)
+    return space.end() if space else at

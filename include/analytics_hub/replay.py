@@ -9,9 +9,11 @@ gate keeps its canonical row. Replaying a window reads them back:
 - quarantined rows go back to the normalized object as they were, so the lake gate,
   which runs next, judges them with its current suite.
 
-The dead-letter object, the normalized object and the manifest are rewritten together
-(dead letters first, manifest last), so pulled = landed + dead-lettered + deduplicated
-holds after a replay as after an ingest.
+A replay never writes over the window's current version: it stages a new version
+(normalized rows, dead letters, manifest; the raw pages stay as they are), which the lake
+gate audits and publishes like a pull, normalized rows before dead letters and the
+manifest last. pulled = landed + dead-lettered + deduplicated holds after a replay as
+after an ingest, and replaying again before the gate ran stages the same result.
 """
 
 from __future__ import annotations
@@ -25,12 +27,16 @@ import pyarrow.parquet as pq
 from analytics_hub import parse
 from analytics_hub.fx import FxRates
 from analytics_hub.ingest import deadletter_schema, normalized_schema
-from analytics_hub.lake import Lake, Zone
+from analytics_hub.lake import Lake, Zone, new_version
 from analytics_hub.normalize import ROW, UTC_TS, normalize, output_schema
 from analytics_hub.sources import Entity, Module
 from analytics_hub.windows import Window
 
 GATE_REASON = "expectation:"
+# Dead letters whose kept text is not what was sent (a page that broke the pull, a record
+# whose bytes were not UTF-8, kept with replacement characters): re-reading that text
+# could land something the module never said, so they stay; their bytes are in the raw zone.
+UNREADABLE = ("bad_page", "invalid_utf8")
 
 
 @dataclass
@@ -38,6 +44,7 @@ class ReplayResult:
     module: str
     entity: str
     window: str
+    version: str = ""  # the staged version, "" if there was nothing to replay
     replayed: int = 0
     landed: int = 0  # left the dead-letter store for the normalized object
     deduplicated: int = 0  # redeliveries of keys already landed
@@ -80,8 +87,12 @@ def replay_window(
     pseudonym_key: bytes | None,
     local_timezone: str | None = None,
 ) -> ReplayResult:
-    """Re-process the dead letters of one landed window; returns what became of them."""
+    """Stage the window with its dead letters re-processed; returns what became of them."""
     paths = {zone: lake.path(zone, module.name, entity.name, window) for zone in Zone}
+    version = new_version()
+    staged = {
+        zone: lake.staged_path(zone, module.name, entity.name, window, version) for zone in Zone
+    }
     result = ReplayResult(module.name, entity.name, str(window))
     if not lake.exists(paths[Zone.DEADLETTER]):
         return result
@@ -90,12 +101,15 @@ def replay_window(
     manifest = lake.read_json(paths[Zone.MANIFESTS])
     dead = _frame(lake, paths[Zone.DEADLETTER])
     landed = _frame(lake, paths[Zone.NORMALIZED])
-    quarantined = dead.filter(pl.col("reason_code").str.starts_with(GATE_REASON))
-    wire = dead.filter(~pl.col("reason_code").str.starts_with(GATE_REASON))
+    by_gate = pl.col("reason_code").str.starts_with(GATE_REASON)
+    unreadable = pl.col("reason_code").is_in(UNREADABLE)
+    quarantined = dead.filter(by_gate)
+    wire = dead.filter(~by_gate & ~unreadable)
     result.replayed = dead.height
 
+    parsed = parse.read_ndjson("\n".join(wire["raw_record"].to_list()).encode(), entity)
     normalized = normalize(
-        parse.read_ndjson("\n".join(wire["raw_record"].to_list()).encode(), entity),
+        parsed.records,
         module,
         entity,
         rates=rates,
@@ -116,21 +130,30 @@ def replay_window(
     result.deduplicated = recovered.height - fresh.height
     result.landed = fresh.height
 
-    still = wire.with_row_index(ROW).join(normalized.rejects, on=ROW, how="inner", suffix="_now")
-    still_dead = still.select(
-        *(c for c in dead.columns if c not in ("reason_code", "reason")),
-        pl.col("reason_code_now").alias("reason_code"),
-        pl.col("reason_now").alias("reason"),
-    ).select(dead.columns)
+    rejects = pl.concat([normalized.rejects, parsed.faults.cast(normalized.rejects.schema)])
+    still = wire.with_row_index(ROW).join(rejects, on=ROW, how="inner", suffix="_now")
+    still_dead = pl.concat(
+        [
+            still.select(
+                *(c for c in dead.columns if c not in ("reason_code", "reason")),
+                pl.col("reason_code_now").alias("reason_code"),
+                pl.col("reason_now").alias("reason"),
+            ).select(dead.columns),
+            dead.filter(unreadable),
+        ]
+    )
     result.still_dead = still_dead.height
 
-    with lake.parquet_writer(paths[Zone.DEADLETTER], deadletter_schema()) as out:
-        out.write_table(still_dead.to_arrow().cast(deadletter_schema()))
     rows = pl.concat([landed, fresh.select(landed.columns).cast(landed.schema)])
-    with lake.parquet_writer(paths[Zone.NORMALIZED], normalized_schema(entity)) as out:
+    with lake.parquet_writer(staged[Zone.NORMALIZED], normalized_schema(entity)) as out:
         out.write_table(rows.to_arrow().cast(normalized_schema(entity)))
+    with lake.parquet_writer(staged[Zone.DEADLETTER], deadletter_schema()) as out:
+        out.write_table(still_dead.to_arrow().cast(deadletter_schema()))
     counts = dict(sorted(still_dead.group_by("reason_code").len().iter_rows()))
+    result.version = version
+    manifest.pop("quality", None)  # the gate's verdict on the new version is still to come
     manifest |= {
+        "version": version,
         "landed": rows.height,
         "dead_lettered": still_dead.height,
         "deduplicated": manifest["deduplicated"] + result.deduplicated,
@@ -140,5 +163,5 @@ def replay_window(
     manifest["balanced"] = manifest["pulled"] == (
         manifest["landed"] + manifest["dead_lettered"] + manifest["deduplicated"]
     )
-    lake.write_json(paths[Zone.MANIFESTS], manifest)
+    lake.write_json(staged[Zone.MANIFESTS], manifest)
     return result

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from analytics_hub.sources import MODULES
+from analytics_hub.windows import DEFAULT_MAX_MANUAL_SPAN
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
@@ -39,12 +40,39 @@ class HubSettings(BaseSettings):
     s3_region: str = "us-east-1"
     s3_access_key_id: SecretStr | None = None
     s3_secret_access_key: SecretStr | None = None
+    max_manual_window_hours: Annotated[float, Field(gt=0, le=256)] = Field(
+        default=DEFAULT_MAX_MANUAL_SPAN.total_seconds() / 3600,
+        description="The longest range one manual run may pull or load, split into the "
+        "module's scheduled windows. At most 256: a run maps a task per window, and Airflow "
+        "maps at most 1024 (core.max_map_length) - 256 hours of a 15-minute module.",
+    )
+    lake_keep_replaced_days: Annotated[float, Field(ge=0)] = Field(
+        default=7,
+        description="Days a lake version replaced by a newer one (or staged and never "
+        "published) is kept before it is deleted.",
+    )
     pseudonym_key: SecretStr | None = Field(
         default=None,
         description="Secret key of the keyed hash that pseudonymizes personal fields.",
     )
     page_limit: Annotated[int, Field(ge=1, le=10_000)] = 10_000
     http_timeout_seconds: float = 60.0
+    http_request_deadline_seconds: Annotated[float, Field(gt=0)] = Field(
+        default=300.0,
+        description="Most seconds one request (or one chunk of an NDJSON stream) may take "
+        "in all; a server that trickles bytes never trips the per-read timeout.",
+    )
+    http_max_page_bytes: Annotated[int, Field(ge=1)] = Field(
+        default=256 * 1024 * 1024,
+        description="Largest page (or NDJSON line) accepted; reading stops there.",
+    )
+    http_max_pages: Annotated[int, Field(ge=1)] = Field(
+        default=100_000, description="Most pages one listing may have before it is a runaway."
+    )
+    pull_deadline_seconds: Annotated[float, Field(gt=0)] = Field(
+        default=3600.0,
+        description="Most seconds one listing or stream may spend waiting on its module.",
+    )
     http_max_attempts: Annotated[int, Field(ge=1)] = 6
     http_max_backoff_seconds: float = 60.0
 

@@ -34,14 +34,14 @@ from typing import Any, Literal, TypeAlias
 import numpy as np
 import numpy.typing as npt
 import polars as pl
+import psycopg
 import pyarrow as pa
 import pyarrow.csv as pacsv
-import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 from psycopg import Connection, sql
 
 from analytics_hub.ingest import LINEAGE_COLUMNS
-from analytics_hub.lake import Lake, Zone
+from analytics_hub.lake import APPROVED, Lake, Zone
 from analytics_hub.normalize import output_schema
 from analytics_hub.sources import MODULES, Entity, Module, get_module
 from analytics_hub.windows import Window
@@ -65,6 +65,8 @@ WINDOW_START, WINDOW_END = LINEAGE_COLUMNS
 BATCH_ROWS = 65_536
 _PREFETCH_DEPTH = 2
 _CSV = pacsv.WriteOptions(include_header=False, quoting_style="needed", batch_size=BATCH_ROWS)
+# Which lake version of which window each landing table holds (see _ensure_loads_ledger).
+LOADS_LEDGER = f"{LANDING_SCHEMA}.loaded_windows"
 # Serializes DDL of concurrent tasks: ``create ... if not exists`` races on the catalog.
 _DDL_LOCK_KEY = "analytics_hub.warehouse.ddl"
 
@@ -78,6 +80,74 @@ class MissingWindowError(FileNotFoundError):
 
 class LandingSchemaError(ValueError):
     """A lake object's columns do not fit the entity's landing table."""
+
+
+class OverlappingWindowError(ValueError):
+    """The window overlaps another window already loaded into the same table: loading both
+    would count the rows of their common time twice."""
+
+
+class UnapprovedWindowError(RuntimeError):
+    """The lake's current version of the window is not one the lake gate approved, or the
+    object is not the one its manifest describes: loading it could publish bad data."""
+
+
+def window_lock_key(module: str, entity: str, window: Window) -> str:
+    """The advisory-lock key of one window of one entity: the lease that its land,
+    validate, replay and load hold, so that they never interleave."""
+    return f"analytics_hub.window:{module}/{entity}/{window.id}"
+
+
+@contextmanager
+def window_lease(conninfo: str, module: str, entity: str, window: Window) -> Iterator[None]:
+    """Hold the window's lease for the block: a session advisory lock on the warehouse,
+    released when the block ends or the worker's connection dies."""
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        key = window_lock_key(module, entity, window)
+        conn.execute("select pg_advisory_lock(hashtextextended(%s, 0))", (key,))
+        try:
+            yield
+        finally:
+            conn.execute("select pg_advisory_unlock(hashtextextended(%s, 0))", (key,))
+
+
+def approved_manifest(lake: Lake, module: Module, entity: Entity, window: Window) -> dict[str, Any]:
+    """The window's published manifest, if the lake gate approved it and its normalized
+    object is the one it describes (rows and SHA-256); else ``UnapprovedWindowError``."""
+    where = f"{module.name}/{entity.name} {window}"
+    path = lake.path(Zone.MANIFESTS, module.name, entity.name, window)
+    normalized = lake.path(Zone.NORMALIZED, module.name, entity.name, window)
+    if not lake.exists(path):
+        raise MissingWindowError(
+            f"{where}: nothing published at {lake.uri(normalized)} (no manifest at "
+            f"{lake.uri(path)}); the window was never landed, or no version of it passed "
+            "the lake gate"
+        )
+    manifest = lake.read_json(path)
+    verdict = (manifest.get("quality") or {}).get("status")
+    if verdict not in APPROVED:
+        raise UnapprovedWindowError(
+            f"{where}: the lake gate's verdict is {verdict or 'missing'}; only a window it "
+            f"passed, warned or quarantined is loaded (see {lake.uri(path)})"
+        )
+    if not manifest.get("balanced", False):
+        raise UnapprovedWindowError(f"{where}: its manifest does not balance")
+    expected = (manifest.get("checksums") or {}).get(Zone.NORMALIZED.value)
+    if expected is None:
+        raise UnapprovedWindowError(f"{where}: its manifest has no checksum; validate it again")
+    if not lake.exists(normalized):
+        raise UnapprovedWindowError(
+            f"{where}: {lake.uri(normalized)} is missing although the manifest is there: a "
+            "publish was interrupted (it resumes when the validate task is run again)"
+        )
+    actual = lake.checksum(normalized)
+    if actual != expected:
+        raise UnapprovedWindowError(
+            f"{where}: {lake.uri(normalized)} has SHA-256 {actual[:12]}…, its manifest says "
+            f"{expected[:12]}…: the object is not the version the gate approved (an interrupted "
+            "publish resumes when the validate task is run again)"
+        )
+    return manifest
 
 
 @dataclass(frozen=True)
@@ -153,7 +223,39 @@ def ensure_landing_tables(
         for module in modules if modules is not None else MODULES.values():
             for entity in module.entities:
                 tables.append(_ensure_table(cursor, module, entity))
+        _ensure_loads_ledger(cursor, tables)
     return tables
+
+
+def _ensure_loads_ledger(cursor: Any, tables: list[str]) -> None:
+    """``landing.loaded_windows``: which lake version of which window each table holds.
+
+    The load refuses a window that overlaps another one loaded into the same table, and
+    this is where it looks. Created with one row per window the tables already hold.
+    """
+    cursor.execute("select to_regclass(%s)", (LOADS_LEDGER,))
+    (exists,) = cursor.fetchone()
+    cursor.execute(
+        f"create table if not exists {LOADS_LEDGER} ("
+        " table_name text not null, window_start timestamptz not null,"
+        " window_end timestamptz not null, lake_version text, checksum text,"
+        " rows bigint not null, loaded_at timestamptz not null default statement_timestamp(),"
+        " primary key (table_name, window_start, window_end))"
+    )
+    if exists is None:
+        for name in tables:
+            cursor.execute(
+                sql.SQL(
+                    "insert into {ledger} (table_name, window_start, window_end, rows)"
+                    " select %s, {start}, {end}, count(*) from {table} group by 2, 3"
+                ).format(
+                    ledger=sql.SQL(LOADS_LEDGER),
+                    start=sql.Identifier(WINDOW_START),
+                    end=sql.Identifier(WINDOW_END),
+                    table=sql.SQL(name),
+                ),
+                (name,),
+            )
 
 
 def _ensure_table(cursor: Any, module: Module, entity: Entity) -> str:
@@ -275,10 +377,11 @@ def load_window(
 ) -> LoadResult:
     """Replace the landing rows of one window of one entity with the lake's normalized rows.
 
-    Runs in one transaction of its own (a savepoint if ``conn`` is already in one, and the
-    caller then commits). Loads of the same table and window are serialized by an advisory
-    lock, so two concurrent runs cannot both insert. The landing table must exist
-    (``ensure_landing_tables``).
+    Only a window the lake gate approved is loaded, and only if its object matches its
+    manifest (``approved_manifest``). Runs in one transaction of its own (a savepoint if
+    ``conn`` is already in one, and the caller then commits). It holds the window's lease
+    (``window_lock_key``), so a concurrent load, gate or replay of the window waits. The
+    landing table must exist (``ensure_landing_tables``).
 
     ``copy_format``: ``binary`` (PostgreSQL parses it at 1.6x the speed of CSV), ``csv``,
     or ``auto``: binary unless a column has a type only CSV carries (``numeric``).
@@ -287,31 +390,30 @@ def load_window(
     module_, entity_ = _resolve(module, entity)
     path = lake.path(Zone.NORMALIZED, module_.name, entity_.name, window)
     source = lake.uri(path)
-    if lake.fs.get_file_info(path).type is not pafs.FileType.File:
-        raise MissingWindowError(
-            f"no normalized object for {module_.name}/{entity_.name} {window}: {source} "
-            "does not exist (ingest the window first)"
-        )
     table = sql.Identifier(LANDING_SCHEMA, _table_name(module_.name, entity_.name))
     expected = landing_columns(entity_)
-    with closing(lake.fs.open_input_file(path)) as handle:
-        parquet = pq.ParquetFile(handle)
-        columns = _columns_to_load(parquet.schema_arrow, expected, source)
-        types = {c: expected[c] for c in columns}
-        binary_ready = all(t in _BINARY for t in types.values())
-        if copy_format == "binary" and not binary_ready:
-            unfit = sorted({t for t in types.values() if t not in _BINARY})
-            raise ValueError(f"binary COPY cannot carry {', '.join(unfit)}: use csv or auto")
-        binary = copy_format == "binary" or (copy_format == "auto" and binary_ready)
-        copy = sql.SQL("copy {} ({}) from stdin (format {})").format(
-            table,
-            sql.SQL(", ").join(sql.Identifier(c) for c in columns),
-            sql.SQL("binary" if binary else "csv"),
+    with conn.transaction(), conn.cursor() as cursor:
+        # The window's lease first: a publish of a new version waits, so the manifest
+        # checked here still describes the object read below.
+        cursor.execute(
+            "select pg_advisory_xact_lock(hashtextextended(%s, 0))",
+            (window_lock_key(module_.name, entity_.name, window),),
         )
-        with conn.transaction(), conn.cursor() as cursor:
-            cursor.execute(
-                "select pg_advisory_xact_lock(hashtextextended(%s, 0))",
-                (f"{table.as_string(conn)}:{window.id}",),
+        manifest = approved_manifest(lake, module_, entity_, window)
+        _refuse_overlaps(cursor, landing_table(module_.name, entity_.name), window)
+        with closing(lake.fs.open_input_file(path)) as handle:
+            parquet = pq.ParquetFile(handle)
+            columns = _columns_to_load(parquet.schema_arrow, expected, source)
+            types = {c: expected[c] for c in columns}
+            binary_ready = all(t in _BINARY for t in types.values())
+            if copy_format == "binary" and not binary_ready:
+                unfit = sorted({t for t in types.values() if t not in _BINARY})
+                raise ValueError(f"binary COPY cannot carry {', '.join(unfit)}: use csv or auto")
+            binary = copy_format == "binary" or (copy_format == "auto" and binary_ready)
+            copy = sql.SQL("copy {} ({}) from stdin (format {})").format(
+                table,
+                sql.SQL(", ").join(sql.Identifier(c) for c in columns),
+                sql.SQL("binary" if binary else "csv"),
             )
             # Before the COPY stamps its rows (see LOADED_AT): waits for a build reading
             # the table, and holds back the next one until this load commits.
@@ -329,11 +431,27 @@ def load_window(
                     for chunk in _in_background(chunks, _PREFETCH_DEPTH):
                         stream.write(chunk)
                 loaded = cursor.rowcount
-            if loaded != parquet.metadata.num_rows:
+            if not loaded == parquet.metadata.num_rows == manifest["landed"]:
                 raise RuntimeError(
                     f"{source}: copied {loaded} rows but the object holds "
-                    f"{parquet.metadata.num_rows}; the load was rolled back"
+                    f"{parquet.metadata.num_rows} and its manifest {manifest['landed']}; "
+                    "the load was rolled back"
                 )
+            cursor.execute(
+                f"insert into {LOADS_LEDGER} (table_name, window_start, window_end,"
+                " lake_version, checksum, rows) values (%s, %s, %s, %s, %s, %s)"
+                " on conflict (table_name, window_start, window_end) do update set"
+                " lake_version = excluded.lake_version, checksum = excluded.checksum,"
+                " rows = excluded.rows, loaded_at = excluded.loaded_at",
+                (
+                    landing_table(module_.name, entity_.name),
+                    window.start,
+                    window.end,
+                    manifest.get("version"),
+                    manifest["checksums"][Zone.NORMALIZED.value],
+                    loaded,
+                ),
+            )
     return LoadResult(
         module=module_.name,
         entity=entity_.name,
@@ -344,6 +462,22 @@ def load_window(
         replaced=replaced,
         seconds=time.perf_counter() - started,
     )
+
+
+def _refuse_overlaps(cursor: Any, table: str, window: Window) -> None:
+    cursor.execute(
+        f"select window_start, window_end from {LOADS_LEDGER} where table_name = %s"
+        " and window_start < %s and window_end > %s"
+        " and (window_start, window_end) <> (%s, %s) order by 1 limit 3",
+        (table, window.end, window.start, window.start, window.end),
+    )
+    overlapping = [str(Window(start, end)) for start, end in cursor.fetchall()]
+    if overlapping:
+        raise OverlappingWindowError(
+            f"{table}: window {window} overlaps the loaded window(s) {', '.join(overlapping)}; "
+            "its rows would count twice. Load the module's scheduled windows (the DAGs split "
+            "a range into them), the same windows that were loaded before"
+        )
 
 
 def load_windows(

@@ -123,3 +123,17 @@ def test_fan_out_ids_do_not_depend_on_when_they_are_listed() -> None:
     (served_a, ids_a), (served_b, ids_b) = listed.values()
     assert served_a != served_b, "the simulator no longer reorders its listing: test nothing"
     assert ids_a == ids_b == sorted(set(served_a))
+
+
+def test_the_simulators_bulk_stream_passes_the_checks(
+    always_failing_twice: SimulatorProcess,
+) -> None:
+    observatory = MODULES["observatory"]
+    bulk_path = observatory.entity("metrics").bulk_path
+    assert bulk_path is not None
+    endpoint = Endpoint(always_failing_twice.module_url("observatory"), "sim-observatory-token")
+    settings = load_settings(http_max_backoff_seconds=2)
+    with ModuleClient(observatory, endpoint, settings) as pulling:
+        chunks = list(pulling.stream_lines(bulk_path, WINDOW, 4096))
+    assert len(chunks) > 1 and all(chunk.endswith(b"\n") for chunk in chunks)
+    assert all(orjson.loads(line) for line in chunks[0].splitlines())

@@ -54,9 +54,9 @@ def metric(**data: Any) -> dict[str, Any]:
 def run(module: str, entity: str, records: list[dict[str, Any]], rates: FxRates) -> Normalized:
     spec = MODULES[module]
     body = orjson.dumps({"status": "success", "data": records, "next_page_token": None})
-    frame, token = parse.read_page(body, spec.entity(entity))
-    assert token is None
-    return normalize(frame, spec, spec.entity(entity), rates=rates, pseudonym_key=KEY)
+    parsed = parse.read_page(body, spec.entity(entity))
+    assert parsed.token is None and parsed.faults.is_empty()
+    return normalize(parsed.records, spec, spec.entity(entity), rates=rates, pseudonym_key=KEY)
 
 
 def one(result: Normalized, column: str) -> Any:
@@ -220,7 +220,7 @@ def test_a_fan_out_record_takes_its_parent_id_from_the_path(rates: FxRates) -> N
     spec = MODULES["registry"]
     versions = spec.entity("versions")
     body = orjson.dumps({"status": "success", "data": [{"version": "1.2.0"}]})
-    frame, _ = parse.read_page(body, versions)
+    frame = parse.read_page(body, versions).records
     result = normalize(frame, spec, versions, rates=rates, pseudonym_key=KEY, parent_id="a-1")
     assert one(result, "asset_id") == "a-1" and one(result, "version") == "1.2.0"
     assert one(result, "updated_at") is None  # the contract gives versions no updated_at
@@ -309,7 +309,7 @@ def test_tags_become_a_struct_of_the_platforms_tag_keys(rates: FxRates) -> None:
 def test_the_connection_can_set_the_local_zone(rates: FxRates) -> None:
     spec = MODULES["costops"]
     body = orjson.dumps({"data": [cost_record(usage_start="2026-11-26T08:00:00")]})
-    frame, _ = parse.read_page(body, spec.entity("cost_records"))
+    frame = parse.read_page(body, spec.entity("cost_records")).records
     result = normalize(
         frame,
         spec,

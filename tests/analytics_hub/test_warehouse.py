@@ -1,8 +1,12 @@
 """The warehouse load: lake windows → landing tables, by COPY, one transaction per window.
 
-Against a real PostgreSQL (the private cluster of ``tests/conftest.py``). Lake windows are
-built by writing normalized Parquet with ``Lake`` and ``normalized_schema``, and, in the
-last tests, by ``ingest_window`` against a simulator process.
+Against a real PostgreSQL (the private cluster of ``tests/conftest.py``). The loader loads
+only windows the lake gate approved and published, so lake windows are built as a pull
+builds them: normalized Parquet written with ``Lake`` and ``normalized_schema`` as a staged
+version with its manifest, then audited and published by the real gate (``land``); in the
+last tests, pulled by ``Pipeline`` from a simulator process. The few objects the gate would
+rightly refuse or change, fed to the loader on purpose, get the manifest the gate writes
+without it (``publish_without_the_gate``).
 """
 
 from __future__ import annotations
@@ -24,14 +28,17 @@ import pyarrow.parquet as pq
 import pytest
 
 from analytics_hub import warehouse
-from analytics_hub.ingest import normalized_schema
-from analytics_hub.lake import Lake, Zone
+from analytics_hub.ingest import Manifest, deadletter_schema, normalized_schema
+from analytics_hub.lake import APPROVED, Lake, Zone, new_version
 from analytics_hub.normalize import output_schema
-from analytics_hub.settings import load_settings
+from analytics_hub.pipeline import Pipeline
+from analytics_hub.quality.config import load_gate_settings
+from analytics_hub.settings import HubSettings, load_settings
 from analytics_hub.sources import COSTOPS, MODULES, OBSERVATORY, TAG_KEYS, Entity, Module
 from analytics_hub.warehouse import (
     LandingSchemaError,
     MissingWindowError,
+    OverlappingWindowError,
     ensure_landing_tables,
     landing_columns,
     landing_table,
@@ -49,6 +56,7 @@ WINDOW_A = Window(
 WINDOW_B = Window(WINDOW_A.end, WINDOW_A.end + timedelta(minutes=15))
 METRICS = OBSERVATORY.entity("metrics")
 COSTS = COSTOPS.entity("cost_records")
+KEY = b"warehouse-test-key"
 # Text that trips up naive CSV: separators, quotes, line breaks, the NULL marker, unicode.
 AWKWARD_TEXT = [
     "",
@@ -76,54 +84,154 @@ def conn(new_database: Callable[[str], str]) -> Iterator[psycopg.Connection[Any]
         yield connection
 
 
+def pipeline(settings: HubSettings, work_dir: Path) -> Pipeline:
+    gate = load_gate_settings(work_dir=str(work_dir))
+    return Pipeline.from_settings(settings, gate, pseudonym_key=KEY)
+
+
 @pytest.fixture
-def lake(tmp_path: Path) -> Lake:
-    return Lake.from_settings(load_settings(lake_url=str(tmp_path / "lake")))
+def hub(tmp_path: Path) -> Pipeline:
+    """A local lake and its lake gate."""
+    return pipeline(load_settings(lake_url=str(tmp_path / "lake")), tmp_path / "work")
 
 
-def land(
+@pytest.fixture
+def lake(hub: Pipeline) -> Lake:
+    return hub.lake
+
+
+def write_normalized(
     lake: Lake,
-    module: Module,
+    path: str,
     entity: Entity,
     window: Window,
     rows: pl.DataFrame,
     row_group_rows: int = 1_000_000,
-) -> None:
-    """Write ``rows`` (canonical columns) as the window's normalized object."""
+) -> int:
+    """Write ``rows`` (canonical columns) at ``path`` as a window's normalized object."""
     frame = rows.with_columns(
         pl.lit(window.start).cast(pl.Datetime("us", "UTC")).alias("_window_start"),
         pl.lit(window.end).cast(pl.Datetime("us", "UTC")).alias("_window_end"),
     )
     schema = normalized_schema(entity)
     table = frame.select(schema.names).to_arrow().cast(schema)
-    path = lake.path(Zone.NORMALIZED, module.name, entity.name, window)
     with lake.parquet_writer(path, schema) as writer:
         for offset in range(0, max(table.num_rows, 1), row_group_rows):
             writer.write_table(table.slice(offset, row_group_rows))
+    return int(table.num_rows)
 
 
-def frame_of(entity: Entity, columns: dict[str, list[Any]], height: int) -> pl.DataFrame:
-    """A canonical frame: the given columns, every other column filled with a plain value."""
+def pulled(module: Module, entity: Entity, window: Window, version: str, rows: int) -> Manifest:
+    """The manifest of a pull that landed ``rows`` records, all of them good."""
+    bounds = window.query()
+    return Manifest(
+        module.name, entity.name, bounds["from"], bounds["to"], version, pulled=rows, landed=rows
+    )
+
+
+def land(
+    hub: Pipeline,
+    module: Module,
+    entity: Entity,
+    window: Window,
+    rows: pl.DataFrame,
+    row_group_rows: int = 1_000_000,
+) -> None:
+    """Make ``rows`` the window's current version as a pull does: staged with its manifest,
+    then audited and published by the lake gate, which must keep every row."""
+    lake, version = hub.lake, new_version()
+    staged = {
+        zone: lake.staged_path(zone, module.name, entity.name, window, version) for zone in Zone
+    }
+    count = write_normalized(lake, staged[Zone.NORMALIZED], entity, window, rows, row_group_rows)
+    with lake.parquet_writer(staged[Zone.DEADLETTER], deadletter_schema()):
+        pass  # every record landed
+    lake.write_json(
+        staged[Zone.MANIFESTS], pulled(module, entity, window, version, count).to_dict()
+    )
+    result = hub.audit(module, entity, window, version)
+    assert result.status in APPROVED and not result.quarantined, result.to_dict()
+
+
+def publish_without_the_gate(
+    lake: Lake,
+    module: Module,
+    entity: Entity,
+    window: Window,
+    rows: pl.DataFrame,
+    row_group_rows: int = 1_000_000,
+    *,
+    changed: Callable[[str], None] | None = None,
+) -> None:
+    """Make ``rows`` the window's current version WITHOUT the lake gate: the normalized
+    object written in place (then ``changed(path)``, if given), with the published
+    manifest the gate writes when it approves a version (verdict, counts, and the SHA-256
+    of the object as it finally is).
+
+    Only for objects the gate would rightly refuse or change, which these tests feed to the
+    loader on purpose to test the loader itself: values outside the contract (awkward text
+    and doubles beside a null in a required column, negative and 32-digit money), a column
+    the landing table lacks, bytes corrupted past a readable footer. Every other window is
+    landed through the real gate (``land``).
+    """
+    path = lake.path(Zone.NORMALIZED, module.name, entity.name, window)
+    write_normalized(lake, path, entity, window, rows, row_group_rows)
+    if changed is not None:
+        changed(path)
+    count = pq.read_metadata(path, filesystem=lake.fs).num_rows
+    manifest = pulled(module, entity, window, new_version(), count).to_dict() | {
+        "quality": {
+            "status": "passed",
+            "rows": count,
+            "quarantined": 0,
+            "quarantined_by": {},
+            "warned": [],
+            "blocked": [],
+        },
+        "checksums": {Zone.NORMALIZED.value: lake.checksum(path)},
+    }
+    lake.write_json(lake.path(Zone.MANIFESTS, module.name, entity.name, window), manifest)
+
+
+def frame_of(
+    entity: Entity, columns: dict[str, list[Any]], height: int, window: Window = WINDOW_A
+) -> pl.DataFrame:
+    """A canonical frame: the given columns, every other column filled with a value the
+    contract accepts in ``window`` (a key unique per row, an accepted value of an enum, a
+    time a minute into the window), so that the lake gate keeps every row."""
     schema = output_schema(entity)
+    fields = {f.name: f for f in entity.all_fields}
+    moment = window.start + timedelta(minutes=1)
     filler: dict[type[pl.DataType], Any] = {
         pl.String: "x",
         pl.Int64: 1,
         pl.Float64: 1.5,
-        pl.Datetime: datetime(2026, 11, 25, 10, 1, tzinfo=UTC),
+        pl.Datetime: moment,
         pl.Decimal: Decimal("1.5"),
         pl.Struct: dict.fromkeys(TAG_KEYS),
     }
+
+    def filled(name: str, dtype: pl.DataType) -> list[Any]:
+        field = fields.get(name)
+        if field is not None and field.values:
+            return [field.values[0]] * height
+        if name in entity.key and isinstance(dtype, pl.String):
+            return [f"x-{i:06d}" for i in range(height)]
+        return [filler[type(dtype)]] * height
+
     data = {
-        name: columns.get(name, [filler[type(dtype)]] * height) for name, dtype in schema.items()
+        name: columns[name] if name in columns else filled(name, dtype)
+        for name, dtype in schema.items()
     }
     return pl.DataFrame(data, schema=schema)
 
 
-def metrics(n: int, prefix: str = "evt") -> pl.DataFrame:
+def metrics(n: int, prefix: str = "evt", window: Window = WINDOW_A) -> pl.DataFrame:
     return frame_of(
         METRICS,
         {"event_id": [f"{prefix}-{i:06d}" for i in range(n)], "input_tokens": list(range(n))},
         n,
+        window,
     )
 
 
@@ -334,7 +442,7 @@ def test_a_window_loads_exactly_the_lakes_rows_and_values(
         },
         n,
     )
-    land(lake, OBSERVATORY, METRICS, WINDOW_A, rows, row_group_rows=5)
+    publish_without_the_gate(lake, OBSERVATORY, METRICS, WINDOW_A, rows, row_group_rows=5)
     conn.execute("set timezone = 'America/New_York'")  # the session's zone must not matter
     conn.commit()
 
@@ -376,7 +484,7 @@ def test_money_is_exact_numeric(conn: psycopg.Connection[Any], lake: Lake) -> No
         {"cost_record_id": [f"c{i}" for i in range(5)], "cost_usd": amounts, "cost": [0.07] * 5},
         5,
     )
-    land(lake, COSTOPS, COSTS, WINDOW_A, rows)
+    publish_without_the_gate(lake, COSTOPS, COSTS, WINDOW_A, rows)
 
     with pytest.raises(ValueError, match="numeric"):  # binary numeric is not encoded
         load_window(conn, lake, "costops", "cost_records", WINDOW_A, copy_format="binary")
@@ -392,11 +500,11 @@ def test_money_is_exact_numeric(conn: psycopg.Connection[Any], lake: Lake) -> No
 
 
 def test_an_empty_window_loads_no_rows_and_clears_the_old_ones(
-    conn: psycopg.Connection[Any], lake: Lake
+    conn: psycopg.Connection[Any], hub: Pipeline, lake: Lake
 ) -> None:
-    land(lake, OBSERVATORY, METRICS, WINDOW_A, metrics(3))
+    land(hub, OBSERVATORY, METRICS, WINDOW_A, metrics(3))
     load_window(conn, lake, OBSERVATORY, METRICS, WINDOW_A)
-    land(lake, OBSERVATORY, METRICS, WINDOW_A, metrics(0))
+    land(hub, OBSERVATORY, METRICS, WINDOW_A, metrics(0))
 
     result = load_window(conn, lake, OBSERVATORY, METRICS, WINDOW_A)
 
@@ -408,10 +516,10 @@ def test_an_empty_window_loads_no_rows_and_clears_the_old_ones(
 
 
 def test_reloading_a_window_replaces_it_without_duplicates(
-    conn: psycopg.Connection[Any], lake: Lake
+    conn: psycopg.Connection[Any], hub: Pipeline, lake: Lake
 ) -> None:
     rows = metrics(50)
-    land(lake, OBSERVATORY, METRICS, WINDOW_A, rows)
+    land(hub, OBSERVATORY, METRICS, WINDOW_A, rows)
     first = load_window(conn, lake, OBSERVATORY, METRICS, WINDOW_A, batch_rows=16)
     before = landed(conn, OBSERVATORY, METRICS)
 
@@ -423,49 +531,54 @@ def test_reloading_a_window_replaces_it_without_duplicates(
 
 
 def test_a_reingested_window_replaces_the_old_rows(
-    conn: psycopg.Connection[Any], lake: Lake
+    conn: psycopg.Connection[Any], hub: Pipeline, lake: Lake
 ) -> None:
-    land(lake, OBSERVATORY, METRICS, WINDOW_A, metrics(10, "old"))
+    land(hub, OBSERVATORY, METRICS, WINDOW_A, metrics(10, "old"))
     load_window(conn, lake, OBSERVATORY, METRICS, WINDOW_A)
-    land(lake, OBSERVATORY, METRICS, WINDOW_A, metrics(7, "new"))
+    land(hub, OBSERVATORY, METRICS, WINDOW_A, metrics(7, "new"))
 
     load_window(conn, lake, OBSERVATORY, METRICS, WINDOW_A)
 
     assert landed(conn, OBSERVATORY, METRICS) == as_rows(metrics(7, "new"), WINDOW_A)
 
 
-def test_loading_window_b_leaves_window_a_alone(conn: psycopg.Connection[Any], lake: Lake) -> None:
-    land(lake, OBSERVATORY, METRICS, WINDOW_A, metrics(20, "a"))
-    land(lake, OBSERVATORY, METRICS, WINDOW_B, metrics(30, "b"))
+def test_loading_window_b_leaves_window_a_alone(
+    conn: psycopg.Connection[Any], hub: Pipeline, lake: Lake
+) -> None:
+    land(hub, OBSERVATORY, METRICS, WINDOW_A, metrics(20, "a"))
+    land(hub, OBSERVATORY, METRICS, WINDOW_B, metrics(30, "b", WINDOW_B))
     load_window(conn, lake, OBSERVATORY, METRICS, WINDOW_A)
 
     load_window(conn, lake, OBSERVATORY, METRICS, WINDOW_B)
     load_window(conn, lake, OBSERVATORY, METRICS, WINDOW_B)
 
     assert landed(conn, OBSERVATORY, METRICS, WINDOW_A) == as_rows(metrics(20, "a"), WINDOW_A)
-    assert landed(conn, OBSERVATORY, METRICS, WINDOW_B) == as_rows(metrics(30, "b"), WINDOW_B)
+    b_rows = as_rows(metrics(30, "b", WINDOW_B), WINDOW_B)
+    assert landed(conn, OBSERVATORY, METRICS, WINDOW_B) == b_rows
 
 
-def test_an_overlapping_window_is_a_different_window(
-    conn: psycopg.Connection[Any], lake: Lake
+def test_an_overlapping_window_is_refused_and_the_loaded_one_stays(
+    conn: psycopg.Connection[Any], hub: Pipeline, lake: Lake
 ) -> None:
+    """A window that overlaps a loaded one would count its rows twice: the load refuses it."""
     hour = Window(WINDOW_A.start, WINDOW_A.start + timedelta(hours=1))
-    land(lake, OBSERVATORY, METRICS, WINDOW_A, metrics(5, "quarter"))
-    land(lake, OBSERVATORY, METRICS, hour, metrics(8, "hour"))
+    land(hub, OBSERVATORY, METRICS, WINDOW_A, metrics(5, "quarter"))
+    land(hub, OBSERVATORY, METRICS, hour, metrics(8, "hour"))
     load_window(conn, lake, OBSERVATORY, METRICS, WINDOW_A)
 
-    load_window(conn, lake, OBSERVATORY, METRICS, hour)
+    with pytest.raises(OverlappingWindowError, match="overlaps the loaded window"):
+        load_window(conn, lake, OBSERVATORY, METRICS, hour)
 
     assert len(landed(conn, OBSERVATORY, METRICS, WINDOW_A)) == 5
-    assert len(landed(conn, OBSERVATORY, METRICS, hour)) == 8
+    assert landed(conn, OBSERVATORY, METRICS, hour) == []
 
 
 def test_load_windows_loads_every_entity_of_a_module(
-    conn: psycopg.Connection[Any], lake: Lake
+    conn: psycopg.Connection[Any], hub: Pipeline, lake: Lake
 ) -> None:
     costops = MODULES["costops"]
     for entity in costops.entities:
-        land(lake, costops, entity, WINDOW_A, frame_of(entity, {}, 4))
+        land(hub, costops, entity, WINDOW_A, frame_of(entity, {}, 4))
 
     results = load_windows(conn, lake, "costops", WINDOW_A, atomic=True)
 
@@ -487,34 +600,47 @@ def test_a_missing_object_is_a_clear_error_naming_it(
 def test_an_object_with_unknown_columns_is_refused(
     conn: psycopg.Connection[Any], lake: Lake
 ) -> None:
-    land(lake, OBSERVATORY, METRICS, WINDOW_A, metrics(3))
-    path = lake.path(Zone.NORMALIZED, "observatory", "metrics", WINDOW_A)
-    table = pq.read_table(path)
-    pq.write_table(table.append_column("surprise", table.column("event_id")), path)
+
+    def surprise(path: str) -> None:  # schema drift, which the gate would block
+        table = pq.read_table(path)
+        pq.write_table(table.append_column("surprise", table.column("event_id")), path)
+
+    publish_without_the_gate(lake, OBSERVATORY, METRICS, WINDOW_A, metrics(3), changed=surprise)
     with pytest.raises(LandingSchemaError, match="surprise"):
         load_window(conn, lake, OBSERVATORY, METRICS, WINDOW_A)
 
 
-def _loaded_a(conn: psycopg.Connection[Any], lake: Lake) -> list[dict[str, Any]]:
-    land(lake, OBSERVATORY, METRICS, WINDOW_A, metrics(40, "good"))
-    load_window(conn, lake, OBSERVATORY, METRICS, WINDOW_A)
+def _loaded_a(conn: psycopg.Connection[Any], hub: Pipeline) -> list[dict[str, Any]]:
+    land(hub, OBSERVATORY, METRICS, WINDOW_A, metrics(40, "good"))
+    load_window(conn, hub.lake, OBSERVATORY, METRICS, WINDOW_A)
     return landed(conn, OBSERVATORY, METRICS)
 
 
 def test_a_corrupt_object_midway_rolls_back_to_the_previous_rows(
-    conn: psycopg.Connection[Any], lake: Lake
+    conn: psycopg.Connection[Any], hub: Pipeline, lake: Lake
 ) -> None:
-    before = _loaded_a(conn, lake)
-    land(lake, OBSERVATORY, METRICS, WINDOW_A, metrics(40, "bad"), row_group_rows=10)
-    path = lake.path(Zone.NORMALIZED, "observatory", "metrics", WINDOW_A)
-    # Scribble over the data of the last row group: the footer still reads, so the load
-    # starts, deletes the window and copies the first row groups before it breaks.
-    last = pq.ParquetFile(path).metadata.row_group(3)
-    start = min(last.column(i).data_page_offset for i in range(last.num_columns))
-    size = sum(last.column(i).total_compressed_size for i in range(last.num_columns))
-    with open(path, "r+b") as handle:
-        handle.seek(start)
-        handle.write(b"\xff" * size)
+    before = _loaded_a(conn, hub)
+
+    def scribble(path: str) -> None:
+        # Over the data of the last row group: the footer still reads, so the load starts,
+        # deletes the window and copies the first row groups before it breaks. The manifest
+        # carries the SHA-256 of these bytes, else the load would refuse them up front.
+        last = pq.ParquetFile(path).metadata.row_group(3)
+        chunks = [last.column(i) for i in range(last.num_columns)]
+        # a chunk starts at its dictionary page, if it has one: else the end would overrun
+        # into the footer, and the load would fail on opening the object, not midway
+        start = min(
+            c.dictionary_page_offset if c.has_dictionary_page else c.data_page_offset
+            for c in chunks
+        )
+        size = sum(c.total_compressed_size for c in chunks)
+        with open(path, "r+b") as handle:
+            handle.seek(start)
+            handle.write(b"\xff" * size)
+
+    publish_without_the_gate(
+        lake, OBSERVATORY, METRICS, WINDOW_A, metrics(40, "bad"), 10, changed=scribble
+    )
 
     with pytest.raises(OSError, match=r"(?i)corrupt|invalid|parquet|thrift|decompress"):
         load_window(conn, lake, OBSERVATORY, METRICS, WINDOW_A, batch_rows=10)
@@ -523,10 +649,10 @@ def test_a_corrupt_object_midway_rolls_back_to_the_previous_rows(
 
 
 def test_an_exception_while_copying_rolls_back_to_the_previous_rows(
-    conn: psycopg.Connection[Any], lake: Lake, monkeypatch: pytest.MonkeyPatch
+    conn: psycopg.Connection[Any], hub: Pipeline, lake: Lake, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    before = _loaded_a(conn, lake)
-    land(lake, OBSERVATORY, METRICS, WINDOW_A, metrics(40, "new"))
+    before = _loaded_a(conn, hub)
+    land(hub, OBSERVATORY, METRICS, WINDOW_A, metrics(40, "new"))
     calls: list[int] = []
 
     def failing(render: Callable[..., bytes]) -> Callable[..., bytes]:
@@ -559,10 +685,10 @@ def test_an_exception_while_copying_rolls_back_to_the_previous_rows(
 
 
 def test_a_killed_loader_leaves_the_previous_rows(
-    conn: psycopg.Connection[Any], lake: Lake
+    conn: psycopg.Connection[Any], hub: Pipeline, lake: Lake
 ) -> None:
-    before = _loaded_a(conn, lake)
-    land(lake, OBSERVATORY, METRICS, WINDOW_A, metrics(40, "new"))
+    before = _loaded_a(conn, hub)
+    land(hub, OBSERVATORY, METRICS, WINDOW_A, metrics(40, "new"))
     script = textwrap.dedent(
         f"""
         import os, signal, psycopg
@@ -608,33 +734,23 @@ def _canonical(rows: list[dict[str, Any]]) -> list[str]:
 
 
 def test_windows_ingested_from_the_simulator_load_exactly(
-    conn: psycopg.Connection[Any], lake: Lake
+    conn: psycopg.Connection[Any], hub: Pipeline, lake: Lake
 ) -> None:
     from analytics_hub.connectors import Endpoint, ModuleClient
-    from analytics_hub.fx import FxRates
-    from analytics_hub.ingest import ingest_window
     from simulators import SimulatorConfig, SimulatorProcess
 
     window = Window(datetime(2026, 11, 25, 10, tzinfo=UTC), datetime(2026, 11, 25, 11, tzinfo=UTC))
     config = SimulatorConfig(seed=5, chaos=0.3, volume={"observatory": 3000})
     settings = load_settings(http_max_backoff_seconds=1.0)
+    loads = {}
     with SimulatorProcess(config) as sim:
         for module in MODULES.values():
             endpoint = Endpoint(sim.module_url(module.name), f"sim-{module.name}-token")
             with ModuleClient(module, endpoint, settings) as client:
-                for entity in module.entities:
-                    ingest_window(
-                        module,
-                        entity,
-                        window,
-                        client=client,
-                        lake=lake,
-                        rates=FxRates.load(),
-                        pseudonym_key=b"warehouse-test-key",
-                    )
+                loads[module.name] = hub.land_and_load(client, conn, window)
 
     for module in MODULES.values():
-        results = load_windows(conn, lake, module, window)
+        results = loads[module.name]
         for result, entity in zip(results, module.entities, strict=True):
             expected = pl.from_arrow(lake.read(Zone.NORMALIZED, module.name, entity.name))
             assert isinstance(expected, pl.DataFrame)
@@ -644,11 +760,14 @@ def test_windows_ingested_from_the_simulator_load_exactly(
             assert _canonical(got) == _canonical(expected.to_dicts()), entity.name
 
 
-def test_a_window_loads_from_an_s3_lake(conn: psycopg.Connection[Any], s3_lake_env: Any) -> None:
-    lake = Lake.from_settings(load_settings())
+def test_a_window_loads_from_an_s3_lake(
+    conn: psycopg.Connection[Any], s3_lake_env: Any, tmp_path: Path
+) -> None:
+    hub = pipeline(load_settings(), tmp_path / "work")
+    lake = hub.lake
     assert lake.url.startswith("s3://")
     rows = metrics(25)
-    land(lake, OBSERVATORY, METRICS, WINDOW_A, rows, row_group_rows=10)
+    land(hub, OBSERVATORY, METRICS, WINDOW_A, rows, row_group_rows=10)
 
     result = load_window(conn, lake, OBSERVATORY, METRICS, WINDOW_A, batch_rows=10)
 

@@ -2,9 +2,11 @@
 
 The hub is run through its task entry point ``orchestration.land_entity`` (the function
 the ``land_<entity>`` tasks call: Airflow connection → ``ModuleClient`` → ``ingest_window``
-→ the lake), with the module's connection pointing at the conformance server. Its rows
-are read back from the lake and compared, column by column, under this suite's own
-column names (``contract.Entity.columns``).
+→ a staged version of the window in the lake), with the module's connection pointing at
+the conformance server. Its rows are read back from that staged version, as the land
+stage wrote it (the lake gate, which audits and publishes it, is not what this suite
+checks), and compared, column by column, under this suite's own column names
+(``contract.Entity.columns``).
 """
 
 from __future__ import annotations
@@ -21,13 +23,16 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
 from conformance.contract import Entity, Kind
 from conformance.wire import REASON_ORDER
 from conformance.worlds import Expectation, World, canonical_json
+
+if TYPE_CHECKING:
+    from analytics_hub.windows import Window
 
 CATEGORIES = ("ingest", "columns", "rows", "dead_letters", "reason_order", "manifest")
 
@@ -68,23 +73,38 @@ def environment(**values: str) -> Iterator[None]:
                 os.environ[key] = value
 
 
-def read_zone(lake_url: str, zone: str, ent: Entity) -> pl.DataFrame:
+def read_zone(
+    lake_url: str, zone: str, ent: Entity, staged: tuple[Window, str] | None = None
+) -> pl.DataFrame:
+    """A zone of the entity's current (published) windows, or of one staged version."""
+    import pyarrow.parquet as pq
+
     from analytics_hub.lake import Lake, Zone
     from analytics_hub.settings import load_settings
 
     lake = Lake.from_settings(load_settings(lake_url=lake_url))
-    frame = pl.from_arrow(lake.read(Zone(zone), ent.module, ent.name))
+    if staged is None:
+        frame = pl.from_arrow(lake.read(Zone(zone), ent.module, ent.name))
+    else:
+        window, version = staged
+        path = lake.staged_path(Zone(zone), ent.module, ent.name, window, version)
+        frame = pl.from_arrow(pq.read_table(path, filesystem=lake.fs))
     assert isinstance(frame, pl.DataFrame)
     return frame
 
 
 def land(ent: Entity, world: World, lake_url: str) -> dict[str, Any]:
-    """Run the hub's landing of one window of one entity; its manifest."""
+    """Run the hub's landing of one window of one entity; the manifest of what it staged."""
     from analytics_hub.orchestration import land_entity
-    from analytics_hub.windows import Window
 
     with environment(HUB_LAKE_URL=lake_url):
-        return land_entity(ent.module, ent.name, Window(world.start, world.end))
+        return land_entity(ent.module, ent.name, world_window(world))
+
+
+def world_window(world: World) -> Window:
+    from analytics_hub.windows import Window
+
+    return Window(world.start, world.end)
 
 
 def land_and_check(ent: Entity, world: World, key: str) -> Findings:
@@ -101,7 +121,8 @@ def land_and_check(ent: Entity, world: World, key: str) -> Findings:
                 f"ingest {ent.id}: {type(error).__name__}: {first[:160]}", describe(world)
             )
             return findings
-        compare_lake(ent, world, str(root / "lake"), key, findings, manifest)
+        staged = (world_window(world), manifest["version"])
+        compare_lake(ent, world, str(root / "lake"), key, findings, manifest, staged=staged)
     finally:
         findings.seconds = (datetime.now(UTC) - started).total_seconds()
         shutil.rmtree(root, ignore_errors=True)
@@ -115,10 +136,13 @@ def compare_lake(
     key: str,
     findings: Findings,
     manifest: dict[str, Any] | None,
+    *,
+    staged: tuple[Window, str] | None = None,
 ) -> None:
+    """``staged``: compare that staged version of the window (else the current lake)."""
     expected = world.expectation(ent, key)
-    rows = read_zone(lake_url, "normalized", ent)
-    dead = read_zone(lake_url, "deadletter", ent)
+    rows = read_zone(lake_url, "normalized", ent, staged)
+    dead = read_zone(lake_url, "deadletter", ent, staged)
     compare_rows(ent, world, expected, rows, findings)
     compare_dead_letters(ent, world, expected, dead, findings)
     if manifest is not None:

@@ -7,6 +7,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from analytics_hub.stack.airflow_env import warehouse_connection_env
+from analytics_hub.stack.postgres import PrivatePostgres
 from conformance.checks import environment
 from conformance.harness import connections
 from conformance.server import ConformanceServer
@@ -24,11 +26,15 @@ def pseudonym_key() -> str:
 
 
 @pytest.fixture(scope="session")
-def hub(conformance_server: ConformanceServer, pseudonym_key: str) -> Iterator[ConformanceServer]:
-    """The server, with the hub's settings and Airflow connections pointing at it."""
+def hub(
+    conformance_server: ConformanceServer, pseudonym_key: str, private_pg: PrivatePostgres
+) -> Iterator[ConformanceServer]:
+    """The server, with the hub's settings and Airflow connections pointing at it (and a
+    warehouse, where the land task holds the window's lease)."""
     with environment(
         HUB_PSEUDONYM_KEY=pseudonym_key,
         HUB_HTTP_MAX_BACKOFF_SECONDS="1",
         **connections(conformance_server),
+        **warehouse_connection_env(private_pg, "conformance_leases"),
     ):
         yield conformance_server

@@ -12,14 +12,19 @@ from __future__ import annotations
 import argparse
 import logging
 import secrets
+import shutil
 import sys
+import tempfile
 import time
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
+from analytics_hub.stack.airflow_env import warehouse_connection_env
+from analytics_hub.stack.postgres import PrivatePostgres
 from conformance.checks import Findings, environment, land_and_check
 from conformance.contract import BY_ID, ENTITIES
 from conformance.harness import connections
@@ -32,18 +37,30 @@ def diagnose(entity_ids: list[str], examples: int) -> dict[str, tuple[int, str]]
     seen: Counter[str] = Counter()
     samples: dict[str, str] = {}
     runs: Counter[str] = Counter()
-    with (
-        ConformanceServer() as server,
-        environment(HUB_PSEUDONYM_KEY=key, HUB_HTTP_MAX_BACKOFF_SECONDS="1", **connections(server)),
-    ):
-        for ent_id in entity_ids:
-            started = time.monotonic()
-            run = _runner(server, ent_id, key, examples, runs, seen, samples)
-            run()
-            print(
-                f"{ent_id}: {runs[ent_id]} windows in {time.monotonic() - started:.1f} s",
-                file=sys.stderr,
-            )
+    # the land task holds each window's lease on the warehouse: a private cluster of its own
+    root = Path(tempfile.mkdtemp(prefix="conformance-pg-"))
+    root.chmod(0o755)  # the cluster's unprivileged account enters it when we are root
+    try:
+        with (
+            PrivatePostgres(root / "data") as pg,
+            ConformanceServer() as server,
+            environment(
+                HUB_PSEUDONYM_KEY=key,
+                HUB_HTTP_MAX_BACKOFF_SECONDS="1",
+                **connections(server),
+                **warehouse_connection_env(pg, "conformance_leases"),
+            ),
+        ):
+            for ent_id in entity_ids:
+                started = time.monotonic()
+                run = _runner(server, ent_id, key, examples, runs, seen, samples)
+                run()
+                print(
+                    f"{ent_id}: {runs[ent_id]} windows in {time.monotonic() - started:.1f} s",
+                    file=sys.stderr,
+                )
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
     return {s: (n, samples[s]) for s, n in sorted(seen.items())}
 
 

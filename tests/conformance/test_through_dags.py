@@ -29,6 +29,7 @@ import psycopg
 import pytest
 
 from analytics_hub.lake import Lake
+from analytics_hub.main_job import per_entity
 from analytics_hub.settings import load_settings
 from analytics_hub.stack.airflow_env import (
     airflow_env,
@@ -183,9 +184,14 @@ class Run:
             self.failures["dbt build"] = build.stdout[-6000:]
 
     def manifest(self, module: str, name: str) -> dict[str, Any] | None:
+        """The entity's published manifests, their counts summed over its windows (a
+        15-minute module lands the hour as four) and balanced if each is; None if none."""
         lake = Lake.from_settings(load_settings(lake_url=self.lake_url))
         found = [m for m in lake.manifests() if (m["module"], m["entity"]) == (module, name)]
-        return found[0] if len(found) == 1 else None
+        if not found:
+            return None
+        (total,) = per_entity(found)
+        return total | {"balanced": all(m["balanced"] for m in found)}
 
     def marts(self) -> dict[str, Any]:
         out: dict[str, Any] = {}

@@ -53,6 +53,17 @@ def test_every_task_is_owned_and_retried(dagbag: DagBag, attribute: str) -> None
             )
 
 
+def test_every_task_has_an_execution_timeout(dagbag: DagBag) -> None:
+    # a hung pull or COPY would hold its slot and its window's lease until someone noticed
+    unbounded = [
+        f"{dag.dag_id}.{task.task_id}"
+        for dag in dagbag.dags.values()
+        for task in dag.tasks
+        if not task.execution_timeout
+    ]
+    assert not unbounded, f"tasks without an execution_timeout: {unbounded}"
+
+
 def test_tags_come_from_the_allowed_set(dagbag: DagBag) -> None:
     for dag in dagbag.dags.values():
         assert dag.tags, f"{dag.dag_id} has no tags"

@@ -2,6 +2,8 @@
 
 These run the stage function the DAG tasks call (``ingest_window``) against a real
 simulator process and a real lake (a local directory here; the S3 path has its own test).
+They read the version the stage wrote (``Lake.staged_path``) as it wrote it: the lake gate,
+which audits and publishes it, has tests of its own.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
+import pyarrow.parquet as pq
 import pytest
 
 from analytics_hub.connectors import Endpoint, ModuleClient
@@ -69,8 +72,17 @@ def ingest(sim: Any, module: Module, entity: Entity, lake: Lake, **kw: Any) -> M
         )
 
 
-def landed(lake: Lake, module: Module, entity: Entity) -> pl.DataFrame:
-    return pl.from_arrow(lake.read(Zone.NORMALIZED, module.name, entity.name))  # type: ignore[return-value]
+def staged(lake: Lake, manifest: Manifest, zone: Zone = Zone.NORMALIZED) -> pl.DataFrame:
+    """One object of the version a pull staged, as ingest wrote it."""
+    window = Window.parse(manifest.window_start, manifest.window_end)
+    path = lake.staged_path(zone, manifest.module, manifest.entity, window, manifest.version)
+    frame = pl.from_arrow(pq.read_table(path, filesystem=lake.fs))
+    assert isinstance(frame, pl.DataFrame)
+    return frame
+
+
+def files(root: Path) -> list[Path]:
+    return sorted(p.relative_to(root) for p in root.rglob("*") if p.is_file())
 
 
 def local_lake(tmp_path: Path) -> Lake:
@@ -84,7 +96,7 @@ def test_clean_window_equals_truth(
     lake = local_lake(tmp_path)
     manifest = ingest(clean_sim, module, entity, lake)
     truth = compute_truth(CLEAN, module.name, truth_name(entity), WINDOW.start, WINDOW.end)
-    rows = landed(lake, module, entity)
+    rows = staged(lake, manifest)
 
     assert truth["valid"] > 0
     assert (manifest.pulled, manifest.landed, manifest.dead_lettered, manifest.deduplicated) == (
@@ -127,8 +139,7 @@ def test_chaos_balances_and_dead_letters_every_malformed_record(
     assert manifest.pulled == truth["pulled"]
     assert manifest.landed == truth["valid"]
     assert manifest.deduplicated == len(truth["duplicates"])
-    dead = pl.from_arrow(lake.read(Zone.DEADLETTER, module.name, entity.name))
-    assert isinstance(dead, pl.DataFrame)
+    dead = staged(lake, manifest, Zone.DEADLETTER)
     expected = {(m["id"], f"{m['kind']}:{m['field']}") for m in truth["malformed"]}
     found = {
         (record_id, code)
@@ -145,27 +156,40 @@ def test_late_records_keep_their_true_event_time(chaos_sim: Any, tmp_path: Path)
     module = MODULES["sentinel"]
     entity = module.entity("security_events")
     lake = local_lake(tmp_path)
-    ingest(chaos_sim, module, entity, lake)
+    manifest = ingest(chaos_sim, module, entity, lake)
     truth = compute_truth(CHAOS, "sentinel", "security-events", WINDOW.start, WINDOW.end)
-    rows = landed(lake, module, entity)
+    rows = staged(lake, manifest)
     late = rows.filter(pl.col("event_time") < pl.col("ingested_at") - timedelta(hours=2))
     assert truth["late"]
     assert set(late["event_id"].to_list()) == set(truth["late"])
     assert (late["event_time"] < WINDOW.start).any()
 
 
-def test_rerunning_a_window_leaves_the_same_state(clean_sim: Any, tmp_path: Path) -> None:
+def test_rerunning_a_window_stages_the_same_state_again(clean_sim: Any, tmp_path: Path) -> None:
+    """A re-run writes the same objects, as a version of its own: nothing it wrote before,
+    and nothing current (that is the gate's to publish), is touched."""
     module = MODULES["costops"]
     entity = module.entity("cost_records")
     lake = local_lake(tmp_path)
     first = ingest(clean_sim, module, entity, lake)
-    before = landed(lake, module, entity)
-    files_before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*") if p.is_file())
+    files_before = files(tmp_path)
     second = ingest(clean_sim, module, entity, lake)
-    files_after = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*") if p.is_file())
+    files_after = files(tmp_path)
 
-    assert files_after == files_before
-    assert landed(lake, module, entity).equals(before)
+    assert first.version < second.version
+    assert lake.staged_versions(module.name, entity.name, WINDOW) == [first.version, second.version]
+    first_dir, second_dir = (
+        Path(
+            lake.staged_path(Zone.MANIFESTS, module.name, entity.name, WINDOW, v)
+        ).parent.relative_to(tmp_path)
+        for v in (first.version, second.version)
+    )
+    assert all(path.is_relative_to(first_dir) for path in files_before)
+    assert files_after == sorted(
+        [*files_before, *(second_dir / path.relative_to(first_dir) for path in files_before)]
+    )
+    for zone in (Zone.NORMALIZED, Zone.DEADLETTER):
+        assert staged(lake, second, zone).equals(staged(lake, first, zone)), zone
     assert (second.pulled, second.landed) == (first.pulled, first.landed)
 
 
@@ -175,8 +199,9 @@ def test_adjacent_windows_add_up_to_the_whole(clean_sim: Any, tmp_path: Path) ->
     lake = local_lake(tmp_path)
     middle = WINDOW.start + timedelta(minutes=45)
     parts = [Window(WINDOW.start, middle), Window(middle, WINDOW.end)]
-    landed_parts = sum(ingest(clean_sim, module, entity, lake, window=w).landed for w in parts)
-    rows = landed(lake, module, entity)
+    manifests = [ingest(clean_sim, module, entity, lake, window=w) for w in parts]
+    landed_parts = sum(manifest.landed for manifest in manifests)
+    rows = pl.concat([staged(lake, manifest) for manifest in manifests])
     truth = compute_truth(CLEAN, "observatory", "metrics", WINDOW.start, WINDOW.end)
     assert landed_parts == rows.height == truth["valid"]
     assert rows["event_id"].n_unique() == rows.height
@@ -186,13 +211,9 @@ def test_paged_and_bulk_pulls_land_the_same_rows(clean_sim: Any, tmp_path: Path)
     module = MODULES["observatory"]
     entity = module.entity("metrics")
     paged, bulk = local_lake(tmp_path / "paged"), local_lake(tmp_path / "bulk")
-    ingest(clean_sim, module, entity, paged, bulk=False)
-    ingest(clean_sim, module, entity, bulk, bulk=True)
-    assert (
-        landed(paged, module, entity)
-        .sort("event_id")
-        .equals(landed(bulk, module, entity).sort("event_id"))
-    )
+    by_page = ingest(clean_sim, module, entity, paged, bulk=False)
+    in_bulk = ingest(clean_sim, module, entity, bulk, bulk=True)
+    assert staged(paged, by_page).sort("event_id").equals(staged(bulk, in_bulk).sort("event_id"))
 
 
 def test_an_unbalanced_batch_fails_loudly_and_publishes_nothing(
@@ -213,4 +234,4 @@ def test_an_unbalanced_batch_fails_loudly_and_publishes_nothing(
     lake = local_lake(tmp_path)
     with pytest.raises(ingest_module.BalanceError, match=r"pulled \d+ != landed"):
         ingest(clean_sim, module, entity, lake)
-    assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
+    assert files(tmp_path) == []  # not even a staged version: nothing for a gate to audit

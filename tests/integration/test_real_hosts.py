@@ -18,8 +18,13 @@ from typing import Any
 
 import pytest
 
-from analytics_hub.lake import Lake
-from analytics_hub.main_job import ingest_and_check, report_manifests, simulator_config
+from analytics_hub.lake import APPROVED, Lake
+from analytics_hub.main_job import (
+    ingest_and_check,
+    per_entity,
+    report_manifests,
+    simulator_config,
+)
 from analytics_hub.settings import load_module_hosts, load_settings
 from analytics_hub.stack.airflow_env import migrate_once
 from analytics_hub.stack.local_hub import local_stack_env
@@ -109,7 +114,9 @@ def test_the_main_job_pulls_a_real_host_and_skips_its_ground_truth(
     assert "skipped (real host)" in out
 
     lake = Lake.from_settings(load_settings(lake_url=env["HUB_LAKE_URL"]))
-    (manifest,) = lake.manifests()
+    manifests = lake.manifests()  # published: each audited and approved by the lake gate
+    assert manifests and all(m["quality"]["status"] in APPROVED for m in manifests)
+    (manifest,) = per_entity(manifests)  # a 15-minute module lands the hour as four windows
     expected = compute_truth(REAL_HOST, "observatory", "metrics", WINDOW.start, WINDOW.end)
     assert (manifest["module"], manifest["entity"]) == ("observatory", "metrics")
     assert (manifest["pulled"], manifest["landed"]) == (expected["pulled"], expected["valid"])

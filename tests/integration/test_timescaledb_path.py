@@ -1,6 +1,7 @@
 """The TimescaleDB path against the plain PostgreSQL path, on the same lake windows.
 
-The same simulated windows of every module (chaos on) are loaded into a private PostgreSQL
+The same simulated windows of every module (chaos on), pulled through the lake gate
+(``Pipeline``), are loaded into a private PostgreSQL
 database and into a real TimescaleDB (the WebAssembly build, behind the project's wire
 server in tests/tooling/pglite_server), and dbt builds both. On TimescaleDB the facts must
 be hypertables by day with their indexes and policies, the rollups continuous aggregates;
@@ -26,9 +27,9 @@ from asset_states import ASSET_FACTS, deliver_asset_state, facts_off_their_asset
 
 from analytics_hub import warehouse
 from analytics_hub.connectors import Endpoint, ModuleClient
-from analytics_hub.fx import FxRates
-from analytics_hub.ingest import ingest_window
 from analytics_hub.lake import Lake
+from analytics_hub.pipeline import Pipeline
+from analytics_hub.quality.config import load_gate_settings
 from analytics_hub.settings import load_settings
 from analytics_hub.sources import MODULES
 from analytics_hub.stack.postgres import PrivatePostgres
@@ -148,23 +149,20 @@ def warehouses(
     private_pg: PrivatePostgres, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[Target, Target, Lake]]:
     root = tmp_path_factory.mktemp("two-warehouses")
-    lake = Lake.from_settings(load_settings(lake_url=str(root / "lake")))
+    hub = Pipeline.from_settings(
+        load_settings(lake_url=str(root / "lake")),
+        load_gate_settings(work_dir=str(root / "work")),
+        pseudonym_key=b"k",
+    )
+    lake = hub.lake
     settings = load_settings()
     with SimulatorProcess(CONFIG) as sim:
         for module in MODULES.values():
             endpoint = Endpoint(sim.module_url(module.name), f"sim-{module.name}-token")
             with ModuleClient(module, endpoint, settings) as client:
                 for window in (EXPIRED, COMPRESSED, RECENT):
-                    for entity in module.entities:
-                        ingest_window(
-                            module,
-                            entity,
-                            window,
-                            client=client,
-                            lake=lake,
-                            rates=FxRates.load(),
-                            pseudonym_key=b"k",
-                        )
+                    for entity in module.entities:  # loaded below, into both warehouses
+                        hub.land(client, entity, window)
     private_pg.create_database("warehouse_paths")
     with PgliteTimescale() as pglite:
         # PGlite serves one connection at a time: dbt gets one thread there

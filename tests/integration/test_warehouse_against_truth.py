@@ -1,15 +1,18 @@
 """Lake → landing tables (COPY) → dbt, on PostgreSQL, checked against the simulators' truth.
 
 Two adjacent windows of every module, with chaos on (malformed, duplicated and late
-records), are ingested, loaded and built incrementally; the facts and aggregates must
-equal the ground truth. Then one window is re-pulled and re-loaded and dbt built again:
-nothing may change.
+records), are pulled through the lake gate (``Pipeline``), loaded and built incrementally;
+the facts and aggregates must equal the ground truth. Then one window is re-pulled and
+re-loaded and dbt built again: nothing may change. The other warehouses of these tests load
+a copy of that lake, whose windows the gate has approved already, rather than pulling them
+again.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import threading
 import time
@@ -28,9 +31,9 @@ from psycopg.rows import dict_row
 
 from analytics_hub import warehouse
 from analytics_hub.connectors import Endpoint, ModuleClient
-from analytics_hub.fx import FxRates
-from analytics_hub.ingest import ingest_window
 from analytics_hub.lake import Lake, Zone
+from analytics_hub.pipeline import Pipeline
+from analytics_hub.quality.config import load_gate_settings
 from analytics_hub.settings import load_settings
 from analytics_hub.sources import MODULES
 from analytics_hub.stack.postgres import PrivatePostgres
@@ -95,14 +98,25 @@ class Warehouse:
         root: Path,
         sim: SimulatorProcess,
         database: str = "warehouse_truth",
+        lake_of: Warehouse | None = None,
     ):
+        """``lake_of``: start from a copy of that warehouse's lake (see ``load``)."""
         self.pg, self.root, self.sim = pg, root, sim
         self.database = database
         pg.create_database(self.database)
         self.dsn = pg.dsn(self.database)
-        self.lake = Lake.from_settings(load_settings(lake_url=str(root / "lake")))
+        if lake_of is not None:
+            shutil.copytree(lake_of.lake.root, root / "lake")
+        self.pipeline = Pipeline.from_settings(
+            load_settings(lake_url=str(root / "lake")),
+            load_gate_settings(work_dir=str(root / "work")),
+            pseudonym_key=b"k",
+        )
+        self.lake: Lake = self.pipeline.lake
 
     def ingest_and_load(self, windows: list[Window]) -> None:
+        """Pull the windows of every module (the lake gate audits and publishes each), and
+        load them."""
         settings = load_settings()
         with psycopg.connect(self.dsn, autocommit=True) as conn:
             warehouse.ensure_landing_tables(conn)
@@ -110,17 +124,17 @@ class Warehouse:
                 endpoint = Endpoint(self.sim.module_url(module.name), f"sim-{module.name}-token")
                 with ModuleClient(module, endpoint, settings) as client:
                     for window in windows:
-                        for entity in module.entities:
-                            ingest_window(
-                                module,
-                                entity,
-                                window,
-                                client=client,
-                                lake=self.lake,
-                                rates=FxRates.load(),
-                                pseudonym_key=b"k",
-                            )
-                        warehouse.load_windows(conn, self.lake, module, window)
+                        self.pipeline.land_and_load(client, conn, window)
+
+    def load(self, windows: list[Window]) -> None:
+        """Load the windows of every module from the lake, where the gate approved them
+        already: the same rows as pulling them again, without paying the pull and the gate
+        for every warehouse."""
+        with psycopg.connect(self.dsn, autocommit=True) as conn:
+            warehouse.ensure_landing_tables(conn)
+            for module in MODULES.values():
+                for window in windows:
+                    warehouse.load_windows(conn, self.lake, module, window)
 
     def dbt_build(self, *extra: str) -> None:
         result = self.dbt("build", *extra)
@@ -512,10 +526,10 @@ def test_hour_partitions_hold_the_same_marts_and_a_day_span_keeps_to_them(
     partition (a day one would overlap them); retention drops hour partitions by bound.
     """
     hourly = "--vars", "{fact_partition_span: {default: 1 hour}}"
-    house = Warehouse(private_pg, tmp_path, built.sim, database="warehouse_hourly")
-    house.ingest_and_load(WINDOWS[:1])
+    house = Warehouse(private_pg, tmp_path, built.sim, database="warehouse_hourly", lake_of=built)
+    house.load(WINDOWS[:1])
     house.dbt_build(*hourly)
-    house.ingest_and_load(WINDOWS[1:])
+    house.load(WINDOWS[1:])
     house.dbt_build(*hourly)
 
     spans = _partition_spans(house)
@@ -567,8 +581,8 @@ def test_builds_and_loads_lock_each_other_out_so_the_watermark_misses_no_load(
     - a load that starts while a build reads: it waits for the build to commit, then stamps
       its rows later than that commit, so the next build takes them.
     """
-    house = Warehouse(private_pg, tmp_path, built.sim, database="warehouse_locking")
-    house.ingest_and_load(WINDOWS)
+    house = Warehouse(private_pg, tmp_path, built.sim, database="warehouse_locking", lake_of=built)
+    house.load(WINDOWS)
     house.dbt_build()
     landing = warehouse.landing_table("observatory", "metrics")
     newest_fact = "select max(_loaded_at) from analytics.fct_requests"
@@ -630,8 +644,8 @@ def test_facts_carry_the_asset_of_their_time_and_take_states_delivered_after_the
       fact alone) and before the fact's new rows: older than the watermark, it takes the
       lookback.
     """
-    house = Warehouse(private_pg, tmp_path, built.sim, database="warehouse_assets")
-    house.ingest_and_load(WINDOWS)
+    house = Warehouse(private_pg, tmp_path, built.sim, database="warehouse_assets", lake_of=built)
+    house.load(WINDOWS)
     house.dbt_build()
     assert facts_off_their_asset_state(house.dsn) == dict.fromkeys(ASSET_FACTS, 0)
     assert house.one("select count(asset_name) from analytics.fct_requests") > 0
@@ -742,7 +756,7 @@ def test_the_partition_taking_most_new_rows_is_the_new_rows_table_itself(
     (not a temporary table), becomes the rebuilt partition that takes most of them; the
     others are rebuilt from it, and it is dropped where no partition is rebuilt."""
     before = _marts_without_load_times(built)
-    built.ingest_and_load(WINDOWS[:1])
+    built.load(WINDOWS[:1])  # new rows for the build: the window loaded again
     built.dbt_build("--vars", "{fact_rebuild_share: 0}")  # every partition a load touches
     merge = (
         built.root / "target/run/llm_analytics_hub/models/marts/observability/fct_requests.sql"
@@ -750,7 +764,7 @@ def test_the_partition_taking_most_new_rows_is_the_new_rows_table_itself(
     adopted = r'alter table \S*"fct_requests__new_rows" rename to fct_requests_p\d{8}\b'
     assert re.search(adopted, merge), merge
     assert _marts_without_load_times(built) == before
-    built.ingest_and_load(WINDOWS[:1])
+    built.load(WINDOWS[:1])
     built.dbt_build("--vars", "{fact_rebuild_share: 1000000}")  # rows inserted, none rebuilt
     merge = (
         built.root / "target/run/llm_analytics_hub/models/marts/observability/fct_requests.sql"

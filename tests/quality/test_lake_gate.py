@@ -1,9 +1,11 @@
 """The lake gate against real windows: pulled from the simulator, landed in a real lake.
 
-Each test lands a window with the DAG's stage function (``ingest_window``), then runs the
-gate the ``validate_<entity>`` task runs. Bad rows the simulator cannot produce (its
-malformed records never get past normalization) are injected into the landed object, and
-the test knows exactly which ids it broke.
+Each test stages a window with the DAG's stage function (``ingest_window``), then runs the
+gate the ``validate_<entity>`` task runs, which audits that staged version and publishes it
+as the window's current one if it approves it. Bad rows the simulator cannot produce (its
+malformed records never get past normalization) are injected into the staged object, and
+the test knows exactly which ids it broke; what the gate left is read from the current
+version (published) or, for a blocked version, from the staged one.
 """
 
 from __future__ import annotations
@@ -19,14 +21,16 @@ import pyarrow.parquet as pq
 import pytest
 
 from analytics_hub.connectors import Endpoint, ModuleClient
-from analytics_hub.fx import FxRates
-from analytics_hub.ingest import ingest_window
+from analytics_hub.ingest import Manifest, ingest_window
 from analytics_hub.lake import Lake, Zone
-from analytics_hub.quality.config import GateSettings, load_gate_settings, quality_url
-from analytics_hub.quality.gate import GateResult, WindowBlockedError, validate_window
-from analytics_hub.quality.store import QualityStore, open_store
+from analytics_hub.pipeline import Pipeline
+from analytics_hub.quality.config import GateSettings, load_gate_settings
+from analytics_hub.quality.gate import GateResult, WindowBlockedError
+from analytics_hub.quality.store import QualityStore
 from analytics_hub.settings import HubSettings, load_settings
 from analytics_hub.sources import MODULES, Entity, Module
+from analytics_hub.stack.airflow_env import WAREHOUSE_CONN_ENV, warehouse_connection_env
+from analytics_hub.stack.postgres import PrivatePostgres
 from analytics_hub.windows import Window
 from simulators import SimulatorConfig, SimulatorProcess, compute_truth
 
@@ -59,51 +63,73 @@ def sim() -> Iterator[Any]:
 class Hub:
     """A lake, its quality store and the gate's settings, for one test."""
 
-    def __init__(self, settings: HubSettings, gate: GateSettings, work_dir: Path):
-        self.settings = settings
-        self.gate = gate
-        self.lake = Lake.from_settings(settings)
-        self.store: QualityStore = open_store(quality_url(settings, gate), settings, str(work_dir))
+    def __init__(self, settings: HubSettings, gate: GateSettings):
+        self.pipeline = Pipeline.from_settings(settings, gate, pseudonym_key=KEY)
+        self.lake: Lake = self.pipeline.lake
+        self.store: QualityStore = self.pipeline.store
 
-    def land(self, sim: Any, module: Module, entity: Entity, window: Window = WINDOW) -> None:
+    def land(self, sim: Any, module: Module, entity: Entity, window: Window = WINDOW) -> Manifest:
+        """Stage the window, as the ``land_<entity>`` task does: not audited yet."""
         endpoint = Endpoint(sim.module_url(module.name), f"sim-{module.name}-token")
         with ModuleClient(module, endpoint, load_settings(http_max_backoff_seconds=1.0)) as c:
-            ingest_window(
+            return ingest_window(
                 module,
                 entity,
                 window,
                 client=c,
                 lake=self.lake,
-                rates=FxRates.load(),
+                rates=self.pipeline.rates,
                 pseudonym_key=KEY,
             )
 
     def validate(self, module: Module, entity: Entity, window: Window = WINDOW) -> GateResult:
-        return validate_window(
-            module, entity, window, lake=self.lake, store=self.store, settings=self.gate
-        )
+        """Audit the newest staged version, and publish it if approved."""
+        return self.pipeline.audit(module, entity, window)
 
-    def frame(self, zone: Zone, module: Module, entity: Entity) -> pl.DataFrame:
-        path = self.lake.path(zone, module.name, entity.name, WINDOW)
+    def path(self, zone: Zone, module: Module, entity: Entity, *, staged: bool = False) -> str:
+        """The current object of a zone, or (``staged``) the newest staged version's."""
+        if not staged:
+            return self.lake.path(zone, module.name, entity.name, WINDOW)
+        newest = self.lake.staged_versions(module.name, entity.name, WINDOW)[-1]
+        return self.lake.staged_path(zone, module.name, entity.name, WINDOW, newest)
+
+    def frame(
+        self, zone: Zone, module: Module, entity: Entity, *, staged: bool = False
+    ) -> pl.DataFrame:
+        path = self.path(zone, module, entity, staged=staged)
         frame = pl.from_arrow(pq.read_table(path, filesystem=self.lake.fs))
         assert isinstance(frame, pl.DataFrame)
         return frame
 
-    def manifest(self, module: Module, entity: Entity) -> dict[str, Any]:
-        return self.lake.read_json(self.lake.path(Zone.MANIFESTS, module.name, entity.name, WINDOW))
+    def manifest(self, module: Module, entity: Entity, *, staged: bool = False) -> dict[str, Any]:
+        return self.lake.read_json(self.path(Zone.MANIFESTS, module, entity, staged=staged))
+
+    def published(self, module: Module, entity: Entity) -> bool:
+        return self.lake.exists(self.path(Zone.MANIFESTS, module, entity))
 
     def rewrite(self, module: Module, entity: Entity, frame: pl.DataFrame) -> None:
-        """Replace the landed normalized object (what a faulty stage would have written)."""
-        path = self.lake.path(Zone.NORMALIZED, module.name, entity.name, WINDOW)
+        """Replace the staged normalized object (what a faulty stage would have written)."""
+        path = self.path(Zone.NORMALIZED, module, entity, staged=True)
         schema = pq.read_schema(path, filesystem=self.lake.fs)
         with self.lake.parquet_writer(path, schema) as out:
             out.write_table(frame.to_arrow().cast(schema))
 
+    def drift(self, module: Module, entity: Entity, column: str) -> None:
+        """Drop a column from the staged normalized object: schema drift."""
+        path = self.path(Zone.NORMALIZED, module, entity, staged=True)
+        drifted = pq.read_table(path, filesystem=self.lake.fs).drop_columns([column])
+        with self.lake.parquet_writer(path, drifted.schema) as out:
+            out.write_table(drifted)
+
+
+def local_hub(tmp_path: Path, **gate: Any) -> Hub:
+    settings = load_settings(lake_url=str(tmp_path / "lake"))
+    return Hub(settings, load_gate_settings(work_dir=str(tmp_path / "work"), **gate))
+
 
 @pytest.fixture
 def hub(tmp_path: Path) -> Hub:
-    settings = load_settings(lake_url=str(tmp_path / "lake"))
-    return Hub(settings, load_gate_settings(), tmp_path / "work")
+    return local_hub(tmp_path)
 
 
 def corrupt(frame: pl.DataFrame, column: str, rows: list[int], value: Any) -> pl.DataFrame:
@@ -116,7 +142,7 @@ def corrupt(frame: pl.DataFrame, column: str, rows: list[int], value: Any) -> pl
 def test_a_chaotic_window_passes_and_its_dead_letters_are_the_simulators_malformed(
     sim: Any, hub: Hub
 ) -> None:
-    hub.land(sim, POLICY, VIOLATIONS)
+    landed = hub.land(sim, POLICY, VIOLATIONS)
     result = hub.validate(POLICY, VIOLATIONS)
 
     truth = compute_truth(CONFIG, "policy", "violations", WINDOW.start, WINDOW.end)
@@ -128,6 +154,7 @@ def test_a_chaotic_window_passes_and_its_dead_letters_are_the_simulators_malform
     manifest = hub.manifest(POLICY, VIOLATIONS)
     assert manifest["balanced"] and manifest["landed"] == truth["valid"]
     assert manifest["quality"]["status"] == "passed"
+    assert manifest["version"] == landed.version  # the staged version, now the current one
 
     history = hub.store.history().to_table().to_pylist()
     assert {row["expectation"] for row in history} >= {"balance", "volume_collapse", "volume_drop"}
@@ -137,10 +164,12 @@ def test_a_chaotic_window_passes_and_its_dead_letters_are_the_simulators_malform
     assert index.is_file() and "lake.policy.violations" in index.read_text()
 
 
-def test_row_failures_quarantine_exactly_the_bad_rows(sim: Any, hub: Hub) -> None:
+def test_row_failures_quarantine_exactly_the_bad_rows(
+    sim: Any, hub: Hub, monkeypatch: pytest.MonkeyPatch
+) -> None:
     hub.land(sim, SENTINEL, SECURITY)
-    landed = hub.frame(Zone.NORMALIZED, SENTINEL, SECURITY)
-    before = hub.manifest(SENTINEL, SECURITY)
+    landed = hub.frame(Zone.NORMALIZED, SENTINEL, SECURITY, staged=True)
+    before = hub.manifest(SENTINEL, SECURITY, staged=True)
     ids = landed["event_id"].to_list()
     broken = (
         corrupt(landed, "severity_score", [3, 17], 11.0)  # the contract's range is 0-10
@@ -150,11 +179,30 @@ def test_row_failures_quarantine_exactly_the_bad_rows(sim: Any, hub: Hub) -> Non
     )
     hub.rewrite(SENTINEL, SECURITY, broken)
 
-    result = hub.validate(SENTINEL, SECURITY)
+    class WorkerDiedError(Exception):
+        pass
+
+    def dies(*args: Any) -> None:
+        raise WorkerDiedError
+
+    # The worker dies between the audit and the publish; Airflow runs the gate again.
+    with monkeypatch.context() as patch:
+        patch.setattr(hub.lake, "publish", dies)
+        with pytest.raises(WorkerDiedError):
+            hub.validate(SENTINEL, SECURITY)
+    assert not hub.published(SENTINEL, SECURITY)
+    result = hub.manifest(SENTINEL, SECURITY, staged=True)["quality"]
 
     bad = [ids[3], ids[17], ids[5], ids[8], ids[22], ids[22]]
-    assert result.status == "quarantined"
-    assert result.quarantined == len(bad)
+    assert result["status"] == "quarantined"
+    assert result["quarantined"] == len(bad)
+
+    # the re-run finishes the publish of the audited version: it does not audit it again,
+    # so no dead letter is written twice and the verdict stays the one it got
+    again = hub.validate(SENTINEL, SECURITY)
+    assert (again.status, again.quarantined) == ("quarantined", len(bad))
+    assert hub.published(SENTINEL, SECURITY)
+
     dead = hub.frame(Zone.DEADLETTER, SENTINEL, SECURITY)
     gate_letters = dead.filter(pl.col("reason_code").str.starts_with("expectation:"))
     assert sorted(gate_letters["record_id"].to_list()) == sorted(bad)
@@ -172,16 +220,10 @@ def test_row_failures_quarantine_exactly_the_bad_rows(sim: Any, hub: Hub) -> Non
     assert manifest["dead_lettered"] == before["dead_lettered"] + len(bad)
     assert manifest["dead_letter_reasons"]["expectation:expect_column_values_to_be_between"] == 3
 
-    # a re-run finds a clean window and writes no dead letter twice
-    again = hub.validate(SENTINEL, SECURITY)
-    assert again.status == "passed"
-    assert hub.frame(Zone.DEADLETTER, SENTINEL, SECURITY).height == dead.height
-    assert hub.manifest(SENTINEL, SECURITY)["balanced"]
-
 
 def test_warn_records_and_continues(sim: Any, hub: Hub) -> None:
     hub.land(sim, OBSERVATORY, METRICS)
-    landed = hub.frame(Zone.NORMALIZED, OBSERVATORY, METRICS)
+    landed = hub.frame(Zone.NORMALIZED, OBSERVATORY, METRICS, staged=True)
     hub.rewrite(OBSERVATORY, METRICS, corrupt(landed, "latency_ms", [0], 3_600_000.0))
 
     result = hub.validate(OBSERVATORY, METRICS)
@@ -200,10 +242,9 @@ def test_warn_records_and_continues(sim: Any, hub: Hub) -> None:
 
 
 def test_block_stops_with_the_failed_expectation_and_a_sample(sim: Any, tmp_path: Path) -> None:
-    settings = load_settings(lake_url=str(tmp_path / "lake"))
-    hub = Hub(settings, load_gate_settings(max_bad_row_share=0.01), tmp_path / "work")
+    hub = local_hub(tmp_path, max_bad_row_share=0.01)
     hub.land(sim, SENTINEL, SECURITY)
-    landed = hub.frame(Zone.NORMALIZED, SENTINEL, SECURITY)
+    landed = hub.frame(Zone.NORMALIZED, SENTINEL, SECURITY, staged=True)
     too_many = list(range(0, landed.height, 10))  # 10 % of the rows
     hub.rewrite(SENTINEL, SECURITY, corrupt(landed, "mitigation_status", too_many, "ignored"))
 
@@ -212,20 +253,19 @@ def test_block_stops_with_the_failed_expectation_and_a_sample(sim: Any, tmp_path
 
     message = str(blocked.value)
     assert "bad_row_share" in message and landed["event_id"][0] in message
-    # nothing moved: the window stays as landed, for a person to look at
-    assert hub.frame(Zone.NORMALIZED, SENTINEL, SECURITY).height == landed.height
-    assert hub.manifest(SENTINEL, SECURITY)["quality"]["status"] == "blocked"
+    # nothing moved: the version stays staged as landed, for a person to look at
+    assert hub.frame(Zone.NORMALIZED, SENTINEL, SECURITY, staged=True).height == landed.height
+    assert hub.manifest(SENTINEL, SECURITY, staged=True)["quality"]["status"] == "blocked"
+    assert not hub.published(SENTINEL, SECURITY)
 
 
 def test_schema_drift_blocks(sim: Any, hub: Hub) -> None:
     hub.land(sim, SENTINEL, SECURITY)
-    path = hub.lake.path(Zone.NORMALIZED, "sentinel", "security_events", WINDOW)
-    drifted = pq.read_table(path, filesystem=hub.lake.fs).drop_columns(["threat_level"])
-    with hub.lake.parquet_writer(path, drifted.schema) as out:
-        out.write_table(drifted)
+    hub.drift(SENTINEL, SECURITY, "threat_level")
 
     with pytest.raises(WindowBlockedError, match="expect_table_columns_to_match_ordered_list"):
         hub.validate(SENTINEL, SECURITY)
+    assert not hub.published(SENTINEL, SECURITY)
 
 
 def past_days(hub: Hub, module: Module, entity: Entity, rows: int, days: int) -> None:
@@ -288,10 +328,7 @@ def test_a_flowing_stream_without_history_only_warns_when_empty(hub: Hub) -> Non
 
 def test_a_block_in_the_data_is_not_transient(sim: Any, hub: Hub) -> None:
     hub.land(sim, SENTINEL, SECURITY)
-    path = hub.lake.path(Zone.NORMALIZED, "sentinel", "security_events", WINDOW)
-    drifted = pq.read_table(path, filesystem=hub.lake.fs).drop_columns(["threat_level"])
-    with hub.lake.parquet_writer(path, drifted.schema) as out:
-        out.write_table(drifted)
+    hub.drift(SENTINEL, SECURITY, "threat_level")
 
     with pytest.raises(WindowBlockedError) as blocked:
         hub.validate(SENTINEL, SECURITY)
@@ -300,7 +337,7 @@ def test_a_block_in_the_data_is_not_transient(sim: Any, hub: Hub) -> None:
 
 def test_a_stalled_module_trips_freshness(sim: Any, hub: Hub) -> None:
     hub.land(sim, OBSERVATORY, METRICS)
-    landed = hub.frame(Zone.NORMALIZED, OBSERVATORY, METRICS)
+    landed = hub.frame(Zone.NORMALIZED, OBSERVATORY, METRICS, staged=True)
     # the module still answers, but what it sends stopped advancing two hours ago
     stalled = landed.with_columns(pl.col("event_time") - timedelta(hours=2))
     hub.rewrite(OBSERVATORY, METRICS, stalled)
@@ -313,9 +350,9 @@ def test_a_stalled_module_trips_freshness(sim: Any, hub: Hub) -> None:
 
 def test_the_gate_on_an_s3_lake(sim: Any, s3_lake_env: Any, tmp_path: Path) -> None:
     settings = load_settings(lake_url=f"s3://{s3_lake_env.bucket}/gate-test/lake")
-    hub = Hub(settings, load_gate_settings(), tmp_path / "work")
+    hub = Hub(settings, load_gate_settings(work_dir=str(tmp_path / "work")))
     hub.land(sim, SENTINEL, SECURITY)
-    landed = hub.frame(Zone.NORMALIZED, SENTINEL, SECURITY)
+    landed = hub.frame(Zone.NORMALIZED, SENTINEL, SECURITY, staged=True)
     hub.rewrite(SENTINEL, SECURITY, corrupt(landed, "security_type", [2], "rumour"))
 
     result = hub.validate(SENTINEL, SECURITY)
@@ -331,11 +368,13 @@ def test_the_gate_on_an_s3_lake(sim: Any, s3_lake_env: Any, tmp_path: Path) -> N
 
 
 def test_the_validate_task_retries_a_collapse_by_pulling_again_and_fails_a_data_block_at_once(
-    sim: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    sim: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, private_pg: PrivatePostgres
 ) -> None:
-    """The task entry point (`orchestration.validate_landed`), its connection from the
-    environment as Airflow gives it: a collapse raises a retryable error, and the retry
-    pulls the window again; a block in the data fails without retries."""
+    """The task entry points (`orchestration.land_entity`, `validate_landed`), their
+    connections from the environment as Airflow gives them (the window's lease is held on
+    the warehouse): a collapse raises a retryable error, and the retry pulls the window
+    again; a block in the data of a later pull fails without retries, and the window keeps
+    the version published before it."""
     from airflow.sdk.exceptions import AirflowFailException
 
     from analytics_hub import orchestration
@@ -352,24 +391,33 @@ def test_the_validate_task_retries_a_collapse_by_pulling_again_and_fails_a_data_
             ).decode(),
         )
 
+    lease = warehouse_connection_env(private_pg, "lake_gate_leases")
+    monkeypatch.setenv(WAREHOUSE_CONN_ENV, lease[WAREHOUSE_CONN_ENV])
     monkeypatch.setenv("HUB_LAKE_URL", str(tmp_path / "lake"))
     monkeypatch.setenv("HUB_QUALITY_WORK_DIR", str(tmp_path / "work"))
-    lake = Lake.from_settings(load_settings(lake_url=str(tmp_path / "lake")))
-    hub = Hub(load_settings(lake_url=str(tmp_path / "lake")), load_gate_settings(), tmp_path)
+    hub = local_hub(tmp_path)
     past_days(hub, OBSERVATORY, METRICS, rows=400, days=METRICS.volume.min_history)
     with SimulatorProcess(SILENT) as silent:
         connect(silent)
         orchestration.land_entity("observatory", "metrics", WINDOW)
         with pytest.raises(WindowBlockedError, match="volume_collapse"):
             orchestration.validate_landed("observatory", "metrics", WINDOW)
+    assert not hub.published(OBSERVATORY, METRICS)
 
     connect(sim)  # the module has delivered by the time Airflow retries the task
     manifest = orchestration.validate_landed("observatory", "metrics", WINDOW)
     assert manifest["quality"]["status"] == "passed" and manifest["landed"] > 0
+    assert hub.manifest(OBSERVATORY, METRICS) == manifest
+    published = hub.lake.checksum(hub.path(Zone.NORMALIZED, OBSERVATORY, METRICS))
+    assert published == manifest["checksums"]["normalized"]
 
-    path = lake.path(Zone.NORMALIZED, "observatory", "metrics", WINDOW)
-    drifted = pq.read_table(path, filesystem=lake.fs).drop_columns(["region"])
-    with lake.parquet_writer(path, drifted.schema) as out:
-        out.write_table(drifted)
+    # the window pulled again, and what this pull staged has drifted
+    staged = orchestration.land_entity("observatory", "metrics", WINDOW)
+    assert staged["version"] > manifest["version"]
+    hub.drift(OBSERVATORY, METRICS, "region")
     with pytest.raises(AirflowFailException, match="expect_table_columns"):
         orchestration.validate_landed("observatory", "metrics", WINDOW)
+    assert hub.manifest(OBSERVATORY, METRICS) == manifest
+    assert hub.lake.checksum(hub.path(Zone.NORMALIZED, OBSERVATORY, METRICS)) == published
+    blocked = hub.manifest(OBSERVATORY, METRICS, staged=True)
+    assert (blocked["version"], blocked["quality"]["status"]) == (staged["version"], "blocked")

@@ -2,6 +2,9 @@
 
 The rollups are filled from their facts with the dbt macros' own aggregation, so a clean
 set reconciles; each test then breaks one thing and names the expectation it must trip.
+A later build is simulated by adding fact rows with the `_loaded_at` their loads gave them
+and filling the rollups again: what the gate checks follows those stamps, from each mart's
+watermark, whatever the clock says.
 """
 
 from __future__ import annotations
@@ -9,15 +12,23 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
 
 from analytics_hub.quality.config import load_gate_settings, quality_url
-from analytics_hub.quality.mart_gate import MartsBlockedError, validate_marts
+from analytics_hub.quality.mart_gate import (
+    WATERMARKS,
+    MartGateResult,
+    MartsBlockedError,
+    validate_marts,
+)
 from analytics_hub.quality.mart_suites import MARTS
 from analytics_hub.quality.store import QualityStore, open_store
 from analytics_hub.quality.summary import validation_summary
@@ -60,7 +71,7 @@ select 'cost-' || i, 1, 'cost-ev-' || i, now(), now(), 'acct-1', 'asset-1', 'gpt
        now() - interval '10 minutes', now(), 100, 50, 1.25 * i, 'USD', 1.25 * i
 from generate_series(1, 3) as i;
 
--- an old, bad row outside the checked window: history is not re-validated
+-- an old, bad row before the first run's range: history is not re-validated
 insert into analytics.fct_cost_records
     (cost_record_id, record_version, event_id, event_time, ingested_at, account_id, asset_id,
      model_id, usage_start, usage_end, input_tokens, output_tokens, cost, cost_unit, cost_usd,
@@ -135,19 +146,13 @@ def store(tmp_path: Path) -> QualityStore:
     return open_store(quality_url(settings, load_gate_settings()), settings, str(tmp_path))
 
 
-def _since() -> datetime:
-    return datetime.now(UTC) - timedelta(hours=1)
-
-
 def _execute(dsn: str, statement: str) -> None:
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute(statement)
 
 
 def test_clean_marts_pass_and_land_in_the_history(marts: str, store: QualityStore) -> None:
-    result = validate_marts(
-        marts, since=_since(), store=store, settings=load_gate_settings(), marts=CHECKED
-    )
+    result = validate_marts(marts, store=store, settings=load_gate_settings(), marts=CHECKED)
 
     assert result.status == "passed", result.summary()
     assert {m.mart: m.rows for m in result.marts} == {
@@ -179,9 +184,7 @@ def test_a_warning_is_recorded_and_the_marts_go_on(
     started = datetime.now(UTC)
     _execute(marts, "update analytics.agg_model_latency_hourly set latency_p99_ms = 900000")
 
-    result = validate_marts(
-        marts, since=_since(), store=store, settings=load_gate_settings(), marts=CHECKED
-    )
+    result = validate_marts(marts, store=store, settings=load_gate_settings(), marts=CHECKED)
 
     assert result.status == "warned"
     (latency,) = [m for m in result.marts if m.mart == "agg_model_latency_hourly"]
@@ -218,9 +221,7 @@ def test_blocking_failures_raise_naming_the_expectation_and_rows(
     )
 
     with pytest.raises(MartsBlockedError) as blocked:
-        validate_marts(
-            marts, since=_since(), store=store, settings=load_gate_settings(), marts=CHECKED
-        )
+        validate_marts(marts, store=store, settings=load_gate_settings(), marts=CHECKED)
 
     message = str(blocked.value)
     # a value outside the contract, with the keys of the rows that hold it
@@ -256,6 +257,251 @@ def test_blocking_failures_raise_naming_the_expectation_and_rows(
     assert statuses["fct_cost_records"] == statuses["agg_costs_hourly"] == "blocked"
 
 
+# --- the range: what the builds added since each mart's watermark ------------------------
+
+COSTS = ("fct_cost_records", "agg_costs_hourly", "agg_budget_burn_monthly")
+
+ADD_COSTS = """
+insert into analytics.fct_cost_records
+    (cost_record_id, record_version, event_id, event_time, ingested_at, account_id, asset_id,
+     model_id, usage_start, usage_end, input_tokens, output_tokens, cost, cost_unit, cost_usd,
+     _loaded_at)
+select %(prefix)s || i, 1, %(prefix)s || '-ev-' || i, now(), now(), 'acct-1', 'asset-1', 'gpt',
+       now() - interval '10 minutes', now(), 100, 50, cost, 'USD', cost,
+       now() - %(loaded_ago)s::interval
+from unnest(%(costs)s::numeric[]) with ordinality as t(cost, i)
+"""
+
+
+def _gate(dsn: str, store: QualityStore, marts: tuple[str, ...] = COSTS) -> MartGateResult:
+    return validate_marts(dsn, store=store, settings=load_gate_settings(), marts=marts)
+
+
+def _build(dsn: str, prefix: str, *costs: float, loaded_ago: str = "0 seconds") -> datetime:
+    """A build of cost records loaded ``loaded_ago``: the fact's new rows, then the rollups.
+
+    Returns their ``_loaded_at``.
+    """
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(ADD_COSTS, {"prefix": prefix, "costs": list(costs), "loaded_ago": loaded_ago})
+        conn.execute(ROLLUPS)
+        row = conn.execute(
+            "select max(_loaded_at) from analytics.fct_cost_records where cost_record_id like %s",
+            (f"{prefix}%",),
+        ).fetchone()
+    assert row is not None and row[0] is not None
+    return row[0]  # type: ignore[no-any-return]
+
+
+def _watermarks(dsn: str) -> dict[str, datetime | None]:
+    with psycopg.connect(dsn) as conn:
+        return dict(conn.execute(f"select mart, loaded_through from {WATERMARKS}").fetchall())
+
+
+def _newest(dsn: str, table: str) -> datetime:
+    with psycopg.connect(dsn) as conn:
+        row = conn.execute(f"select max(_loaded_at) from analytics.{table}").fetchone()
+    assert row is not None and row[0] is not None
+    return row[0]  # type: ignore[no-any-return]
+
+
+def _checked(result: MartGateResult, mart: str) -> dict[str, object]:
+    return dict(result.summary()["checked"][mart])
+
+
+def test_a_build_run_hours_after_its_loads_is_checked_and_a_bad_row_blocks(
+    marts: str, store: QualityStore
+) -> None:
+    # the last checked build's loads, 8 h ago
+    _execute(
+        marts, "update analytics.fct_cost_records set _loaded_at = _loaded_at - interval '8 h';"
+    )
+    _execute(marts, ROLLUPS)
+    assert _gate(marts, store).status == "passed"
+    checked_through = _newest(marts, "fct_cost_records")
+    # an outage: the next loads landed 5 h ago, the build runs only now
+    late = _build(marts, "late-", 4.0, -2.0, loaded_ago="5 hours")
+
+    with pytest.raises(MartsBlockedError) as blocked:
+        _gate(marts, store)
+
+    message = str(blocked.value)
+    assert "fct_cost_records: range:cost_usd (1 unexpected rows)" in message
+    assert "{'cost_record_id': 'late-2', 'cost_usd': '-2'}" in message
+    costs = _checked(blocked.value.result, "fct_cost_records")
+    assert (costs["after"], costs["through"], costs["rows"]) == (
+        checked_through.astimezone(UTC).isoformat(),
+        late.astimezone(UTC).isoformat(),
+        2,
+    )
+    assert f"fct_cost_records _loaded_at in ({costs['after']}, {costs['through']}]" in message
+
+
+def test_rows_checked_once_are_not_checked_again(marts: str, store: QualityStore) -> None:
+    first = _gate(marts, store)
+    assert {m.mart: m.rows for m in first.marts} == {
+        "fct_cost_records": 3,
+        "agg_costs_hourly": 1,
+        "agg_budget_burn_monthly": 1,  # rebuilt whole at every build: all of it, every run
+    }
+    first_through = _newest(marts, "fct_cost_records")
+
+    added = _build(marts, "next-", 2.0, 3.0)
+    second = _gate(marts, store)
+
+    assert second.status == "passed", second.summary()
+    assert {m.mart: m.rows for m in second.marts} == {
+        "fct_cost_records": 2,  # the new rows only
+        "agg_costs_hourly": 1,  # the bucket they recomputed
+        "agg_budget_burn_monthly": 1,
+    }
+    assert (
+        _checked(second, "fct_cost_records")["after"] == first_through.astimezone(UTC).isoformat()
+    )
+    assert _watermarks(marts)["fct_cost_records"] == added
+
+    third = _gate(marts, store)  # no build since
+    assert {m.mart: m.rows for m in third.marts}["fct_cost_records"] == 0
+    assert {m.mart: m.rows for m in third.marts}["agg_costs_hourly"] == 0
+    assert third.marts[0].loaded.empty
+
+
+def test_a_blocked_mart_keeps_its_watermark_and_is_checked_again(
+    marts: str, store: QualityStore
+) -> None:
+    _gate(marts, store)
+    before = _watermarks(marts)
+    checked_through = before["fct_cost_records"]
+    assert checked_through is not None
+    bad = _build(marts, "bad-", 2.0, -1.0)
+
+    for _ in range(2):  # blocked, and blocked again: nothing moved past the bad rows
+        with pytest.raises(MartsBlockedError) as blocked:
+            _gate(marts, store)
+        result = blocked.value.result
+        assert {m.mart: m.status for m in result.marts} == {
+            "fct_cost_records": "blocked",
+            "agg_costs_hourly": "passed",
+            "agg_budget_burn_monthly": "passed",
+        }
+        costs = _checked(result, "fct_cost_records")
+        assert costs["after"] == checked_through.astimezone(UTC).isoformat()
+        assert costs["rows"] == 2
+        after_run = _watermarks(marts)
+        assert after_run["fct_cost_records"] == checked_through
+        assert after_run["agg_costs_hourly"] == bad  # the rollup passed: it moves on
+
+    _execute(
+        marts,
+        "update analytics.fct_cost_records set cost_usd = 1, cost = 1 where cost_record_id = 'bad-2';"
+        + ROLLUPS,
+    )
+    fixed = _gate(marts, store)
+
+    assert fixed.status == "passed", fixed.summary()
+    assert {m.mart: m.rows for m in fixed.marts}["fct_cost_records"] == 2
+    assert _watermarks(marts)["fct_cost_records"] == bad
+
+
+def test_the_range_shows_in_the_result_and_the_history(marts: str, store: QualityStore) -> None:
+    newest = _newest(marts, "fct_cost_records")
+    hours = load_gate_settings().mart_window_hours
+
+    first = _gate(marts, store)
+
+    # no watermark yet: the first range looks back HUB_QUALITY_MART_WINDOW_HOURS from the
+    # newest stamp, not from the clock
+    assert _checked(first, "fct_cost_records") == {
+        "after": (newest - timedelta(hours=hours)).astimezone(UTC).isoformat(),
+        "through": newest.astimezone(UTC).isoformat(),
+        "first": True,
+        "rows": 3,
+        "status": "passed",
+    }
+    added = _build(marts, "next-", 1.0)
+    second = _gate(marts, store)
+    assert _checked(second, "fct_cost_records") == {
+        "after": newest.astimezone(UTC).isoformat(),
+        "through": added.astimezone(UTC).isoformat(),
+        "first": False,
+        "rows": 1,
+        "status": "passed",
+    }
+    history = store.history().to_table().to_pylist()
+    ranges = {
+        (r["run_id"], r["window_start"], r["window_end"])
+        for r in history
+        if r["entity"] == "fct_cost_records"
+    }
+    assert ranges == {
+        (first.run_id, newest - timedelta(hours=hours), newest),
+        (second.run_id, newest, added),
+    }
+
+
+def test_a_mart_first_seen_empty_is_checked_whole_next_time(
+    marts: str, store: QualityStore
+) -> None:
+    _execute(marts, "delete from analytics.fct_cost_records;")
+    empty = _gate(marts, store, marts=("fct_cost_records",))
+    assert _checked(empty, "fct_cost_records") == {
+        "after": None,
+        "through": None,
+        "first": True,
+        "rows": 0,
+        "status": "passed",
+    }
+    assert _watermarks(marts) == {"fct_cost_records": None}
+
+    # its first rows, loaded long before the build: all of them are checked
+    _build(marts, "old-", 1.0, -1.0, loaded_ago="30 days")
+    with pytest.raises(MartsBlockedError) as blocked:
+        _gate(marts, store, marts=("fct_cost_records",))
+    assert "{'cost_record_id': 'old-2', 'cost_usd': '-1'}" in str(blocked.value)
+    assert _checked(blocked.value.result, "fct_cost_records")["after"] is None
+
+
+def test_a_second_run_waits_for_the_first_and_starts_from_its_watermark(
+    marts: str, store: QualityStore
+) -> None:
+    _gate(marts, store, marts=("fct_cost_records",))
+    added = _build(marts, "next-", 1.0)
+    pool = ThreadPoolExecutor(1)
+    with psycopg.connect(marts, autocommit=True) as first_run:
+        # a run in flight holds the gate's lock
+        first_run.execute(
+            "select pg_advisory_lock(hashtextextended('analytics_hub.quality.mart_gate', 0))"
+        )
+        try:
+            second = pool.submit(_gate, marts, store, ("fct_cost_records",))
+            deadline = time.monotonic() + 60
+            while not _waits_for_advisory_lock(first_run):
+                assert not second.done(), "the second run did not wait for the first"
+                assert time.monotonic() < deadline, "the second run never asked for the lock"
+                time.sleep(0.2)
+            # the first run lets the new rows through, then ends
+            first_run.execute(
+                f"update {WATERMARKS} set loaded_through = %s where mart = 'fct_cost_records'",
+                (added,),
+            )
+        finally:
+            first_run.execute("select pg_advisory_unlock_all()")
+    result = second.result(timeout=300)
+    pool.shutdown()
+
+    costs = _checked(result, "fct_cost_records")
+    assert costs["after"] == added.astimezone(UTC).isoformat()
+    assert costs["rows"] == 0  # checked by the first run: not again
+
+
+def _waits_for_advisory_lock(conn: psycopg.Connection[Any]) -> bool:
+    row = conn.execute(
+        "select count(*) from pg_locks where locktype = 'advisory' and not granted"
+        " and database = (select oid from pg_database where datname = current_database())"
+    ).fetchone()
+    return bool(row and row[0])
+
+
 def test_the_transform_dag_ends_in_the_gate_without_importing_gx_at_parse() -> None:
     script = (
         "import json, runpy, sys\n"
@@ -266,6 +512,7 @@ def test_the_transform_dag_ends_in_the_gate_without_importing_gx_at_parse() -> N
         "    'outlets': [a.name for a in gate.outlets],\n"
         "    'leaves': sorted(t.task_id for t in dag.tasks if not t.downstream_task_ids),\n"
         "    'upstream': len(gate.upstream_task_ids),\n"
+        "    'timeouts': sorted({str(t.execution_timeout) for t in dag.tasks}),\n"
         "}))\n"
     )
     result = subprocess.run(
@@ -276,3 +523,4 @@ def test_the_transform_dag_ends_in_the_gate_without_importing_gx_at_parse() -> N
     assert parsed["outlets"] == ["warehouse.marts.validated"]
     assert parsed["leaves"] == ["validate_marts"]  # every dbt task is upstream of it
     assert parsed["upstream"] > 0
+    assert parsed["timeouts"] == ["1:00:00"]  # every dbt task and the gate

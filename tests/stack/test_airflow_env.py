@@ -7,7 +7,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from analytics_hub.stack.airflow_env import airflow_env, migrate_once
+from analytics_hub.stack.airflow_env import WAREHOUSE_CONN_ENV, airflow_env, migrate_once
 from analytics_hub.stack.net import port_is_free
 from analytics_hub.stack.postgres import PrivatePostgres
 
@@ -25,6 +25,21 @@ def test_env_settings(private_pg: PrivatePostgres, tmp_path: Path) -> None:
     assert env["AIRFLOW__CORE__PARALLELISM"] == "4"
     assert env["AIRFLOW__API__PORT"] == "8123"
     assert env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] == "http://localhost:8123/execution/"
+    assert WAREHOUSE_CONN_ENV not in env  # only when asked for: base={} had none
+
+
+def test_the_warehouse_connection_is_the_one_the_tasks_read(
+    private_pg: PrivatePostgres, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``warehouse=`` points ``hub_warehouse`` at a database of the cluster (created), which
+    the tasks' window lease and the load reach through ``orchestration``."""
+    from analytics_hub import orchestration
+
+    env = airflow_env(private_pg, home=tmp_path, project=tmp_path, base={}, warehouse="wh_env")
+    assert f"AIRFLOW_CONN_{orchestration.WAREHOUSE_CONN_ID.upper()}" == WAREHOUSE_CONN_ENV
+    monkeypatch.setenv(WAREHOUSE_CONN_ENV, env[WAREHOUSE_CONN_ENV])
+    with psycopg.connect(orchestration.warehouse_conninfo()) as conn:
+        assert conn.execute("select current_database()").fetchone() == ("wh_env",)
 
 
 def test_default_api_port_is_free(private_pg: PrivatePostgres, tmp_path: Path) -> None:

@@ -59,8 +59,10 @@ class GateSettings(BaseSettings):
     # The mart gate (``mart_gate``)
     mart_window_hours: Annotated[float, Field(gt=0)] = Field(
         default=3.0,
-        description="The mart gate validates the mart rows loaded within this many hours "
-        "(the builds since the previous cycles), and reconciles the buckets they touched.",
+        description="The mart gate's first range for a mart with no watermark yet (a new "
+        "warehouse or mart): the rows loaded within this many hours before the mart's newest "
+        "_loaded_at. After that each run checks what the builds added since the mart's "
+        "watermark (hub_meta.mart_gate_watermarks).",
     )
 
 

@@ -1,19 +1,23 @@
-"""The lake gate of one window: validate its normalized rows, quarantine, or block.
+"""The lake gate of one window: audit a staged version, quarantine, block or publish.
 
-Write-audit-publish: ingest has written the window; this audits it with the entity's GX
-suite; only a window that passed, warned or had rows quarantined is published (its
-Asset event goes out, the warehouse loads it). For a failed expectation:
+Write-audit-publish: ingest (or replay) has staged a version of the window
+(``Lake.staged_path``); this audits it with the entity's GX suite and publishes it over
+the current version only if it passed, warned or had rows quarantined (then its Asset
+event goes out and the warehouse may load it). A blocked version changes nothing the
+lake had and stays staged, for inspection. For a failed expectation:
 
 - ``warn``: recorded in the history and the Data Docs, logged; the window goes on;
 - ``block`` on rows: those rows move to the dead-letter zone with the reason
-  ``expectation:<name>``, the window's normalized object is rewritten without them and its
+  ``expectation:<name>``, the staged normalized object is rewritten without them and its
   manifest recounted, so pulled = landed + dead-lettered + deduplicated still holds;
 - ``block`` on the batch (schema drift, balance, volume collapse), or blocking row
   failures on more than ``max_bad_row_share`` of the rows: nothing is changed, and
   ``WindowBlockedError`` names the failed expectations with a sample of rows.
 
-Re-running the gate on a window is safe: quarantined rows are no longer in the normalized
-object, and dead letters it already wrote are not written twice.
+The manifest the gate leaves keeps its verdict and each object's SHA-256, which the
+warehouse load checks before it loads anything. Re-running the gate on a version is safe:
+quarantined rows are no longer in its normalized object, dead letters it already wrote are
+not written twice, and publishing resumes where an interrupted one stopped.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from analytics_hub.ingest import deadletter_schema, normalized_schema
-from analytics_hub.lake import Lake, Zone
+from analytics_hub.lake import APPROVED, PUBLISH_ORDER, Lake, Zone
 from analytics_hub.normalize import UTC_TS
 from analytics_hub.quality.config import GateSettings
 from analytics_hub.quality.history import fresh_after, volume_band
@@ -46,8 +50,9 @@ REASON_PREFIX = "expectation:"
 
 
 # Blocks that a later pull of the same window may not repeat: an upstream that had not
-# delivered yet. Every other block is in the data itself and would fail the same way.
-TRANSIENT_BLOCKS = frozenset({"volume_collapse"})
+# delivered yet, or a page that broke the pull. Every other block is in the data itself
+# and would fail the same way.
+TRANSIENT_BLOCKS = frozenset({"volume_collapse", "bad_page"})
 
 
 class WindowBlockedError(RuntimeError):
@@ -160,15 +165,46 @@ def validate_window(
     lake: Lake,
     store: QualityStore,
     settings: GateSettings,
+    version: str | None = None,
 ) -> GateResult:
-    """Validate one landed window; quarantine its bad rows or raise ``WindowBlockedError``."""
+    """Audit a staged version of one window (by default its newest) and publish it, or
+    raise ``WindowBlockedError`` and leave the lake's current version as it was."""
     validated_at = datetime.now(UTC)
-    paths = {zone: lake.path(zone, module.name, entity.name, window) for zone in Zone}
+    if version is None:
+        staged = lake.staged_versions(module.name, entity.name, window)
+        if not staged:
+            raise WindowBlockedError(
+                f"{module.name}/{entity.name} {window}: no staged version, the window never landed"
+            )
+        version = staged[-1]
+    paths = {
+        zone: lake.staged_path(zone, module.name, entity.name, window, version) for zone in Zone
+    }
     if not lake.exists(paths[Zone.MANIFESTS]):
         raise WindowBlockedError(
-            f"{module.name}/{entity.name} {window}: no manifest, the window never landed"
+            f"{module.name}/{entity.name} {window}: no staged version {version!r} with a manifest"
         )
     manifest = lake.read_json(paths[Zone.MANIFESTS])
+    if manifest.get("bad_pages"):
+        _block_incomplete(lake, paths, manifest, window)
+    verdict = manifest.get("quality") or {}
+    if verdict.get("status") in APPROVED and manifest.get("checksums"):
+        # audited and approved, its publish interrupted: finish it, never audit what is
+        # left of a half-moved version
+        lake.publish(module.name, entity.name, window, version)
+        bounds = window.query()
+        return GateResult(
+            module.name,
+            entity.name,
+            bounds["from"],
+            bounds["to"],
+            status=verdict["status"],
+            rows=verdict["rows"],
+            quarantined=verdict.get("quarantined", 0),
+            quarantined_by=verdict.get("quarantined_by", {}),
+            run_id=f"{module.name}.{entity.name}.{window.id}.{version}",
+            data_docs=store.docs_index,
+        )
     table = _read(lake, paths[Zone.NORMALIZED], normalized_schema(entity))
     dead = _read(lake, paths[Zone.DEADLETTER], deadletter_schema())
     frame = pandas_frame(table)
@@ -176,7 +212,7 @@ def validate_window(
     parameters = window_parameters(
         lake, module, entity, window, settings, balanced_rows=balanced_rows
     )
-    run_name = f"{module.name}.{entity.name}.{window.id}"
+    run_name = f"{module.name}.{entity.name}.{window.id}.{version}"
     checkpoint = store.checkpoint(module.name, entity.name, settings.data_docs_results_limit)
     outcome = checkpoint.run(
         batch_parameters={"dataframe": frame},
@@ -266,6 +302,9 @@ def validate_window(
         result.status = "warned"
 
     manifest = _recount(lake, paths, manifest, result)
+    manifest["checksums"] = manifest.get("checksums", {}) | {
+        zone.value: lake.checksum(paths[zone]) for zone in PUBLISH_ORDER if lake.exists(paths[zone])
+    }
     lake.write_json(paths[Zone.MANIFESTS], manifest)
     stamp = f"{validated_at:%Y%m%dT%H%M%S%fZ}"
     store.record(
@@ -291,10 +330,31 @@ def validate_window(
         raise WindowBlockedError(
             f"{module.name}/{entity.name} {window} blocked by the lake gate: "
             + "; ".join(f.describe() for f in result.blocked)
-            + f". Data Docs: {store.docs_index}",
+            + f". The lake's current version is unchanged; the blocked one stays at "
+            f"{lake.uri(paths[Zone.MANIFESTS].rsplit('/', 1)[0])}. Data Docs: {store.docs_index}",
             tuple(f.expectation for f in result.blocked),
         )
+    lake.publish(module.name, entity.name, window, version)
     return result
+
+
+def _block_incomplete(
+    lake: Lake, paths: dict[Zone, str], manifest: dict[str, Any], window: Window
+) -> None:
+    """A version whose pull ended on a bad page is incomplete: never published."""
+    causes = ", ".join(f"page {p['page']}: {p['cause']}" for p in manifest["bad_pages"])
+    failure = Failure("bad_page", "block", "batch", observed=causes)
+    bounds = window.query()
+    result = GateResult(
+        manifest["module"], manifest["entity"], bounds["from"], bounds["to"], "blocked", 0
+    )
+    result.blocked.append(failure)
+    lake.write_json(paths[Zone.MANIFESTS], manifest | {"quality": result.summary()})
+    raise WindowBlockedError(
+        f"{manifest['module']}/{manifest['entity']} {window}: the pull ended on a bad page "
+        f"({causes}); the lake's current version is unchanged",
+        ("bad_page",),
+    )
 
 
 def _sample(

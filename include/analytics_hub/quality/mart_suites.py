@@ -4,20 +4,22 @@ Each mart (``analytics.fct_*`` and ``analytics.agg_*``) has two suites:
 
 - ``mart.<model>.schema``, over the table itself: its columns and their PostgreSQL types.
   These read the catalog only, never the rows, so they cost the same at any history size;
-- ``mart.<model>``, over the rows the last builds touched (``_loaded_at`` since the start
-  of the checked window, see ``mart_gate``): not-null keys, unique keys, the contract's
-  enums and ranges (from ``sources``, as in the lake suites), rates within [0, 1], and for a
-  rollup the **reconciliation** of its totals with its fact's, bucket by bucket.
+- ``mart.<model>``, over the rows the builds added since the gate last let the mart through:
+  those whose ``_loaded_at`` is in the run's ``LoadedRange`` (see ``mart_gate``): not-null
+  keys, unique keys, the contract's enums and ranges (from ``sources``, as in the lake
+  suites), rates within [0, 1], and for a rollup the **reconciliation** of its totals with
+  its fact's, bucket by bucket.
 
 As in the lake suites, every expectation carries ``meta.severity`` (``block`` stops the
 feeds; ``warn`` is recorded and logged) and ``meta.name``, the name a failure is reported
-under. The row selection depends on the window, so the batch is a query asset made at each
+under. The row selection depends on the range, so the batch is a query asset made at each
 run; the expectations themselves are fixed.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import great_expectations as gx
@@ -30,6 +32,12 @@ SCHEMA = "analytics"
 # TimescaleDB's default origin (Monday 2000-01-03); the dbt project buckets on it as well.
 BUCKET_ORIGIN = "timestamptz '2000-01-03 00:00:00+00'"
 RECENT = "recent"  # the alias of the batch of touched rows in reconciliation queries
+# The load step's stamp (``warehouse.LOADED_AT``), which facts keep from their landing rows
+# and rollups take as the max over a bucket's fact rows: the order in which builds add rows.
+LOADED_AT = "_loaded_at"
+# In a reconciliation query of its own (``Reconciliation.query``): the condition that the
+# fact's ``_loaded_at`` is in the run's range.
+LOADED_IN_RANGE = "{loaded_in_range}"
 
 # PostgreSQL types as SQLAlchemy names them when it reflects a table.
 TEXT = ("TEXT",)
@@ -51,6 +59,50 @@ _TYPE_OF_KIND: dict[Kind, tuple[str, ...]] = {
 }
 
 
+def _timestamp(moment: datetime) -> str:
+    return f"timestamptz '{moment.astimezone(UTC).isoformat()}'"
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.astimezone(UTC).isoformat()
+
+
+@dataclass(frozen=True)
+class LoadedRange:
+    """The ``_loaded_at`` stamps one gate run checks for a mart: ``(after, through]``.
+
+    ``after`` is the mart's watermark, the newest stamp a run let through before; ``None``
+    when that run found the mart empty, so every row is new. ``through`` is the newest stamp
+    when this run started (``None``: nothing loaded); a later build's rows are stamped after
+    it and wait for the next run. ``first``: the mart had no watermark yet, so ``after``
+    is ``through`` minus the gate's first range (``GateSettings.mart_window_hours``).
+    """
+
+    after: datetime | None
+    through: datetime | None
+    first: bool = False
+
+    @property
+    def empty(self) -> bool:
+        return self.through is None or (self.after is not None and self.through <= self.after)
+
+    def condition(self, column: str = LOADED_AT) -> str:
+        """SQL: ``column`` within the range."""
+        if self.empty:
+            return "false"
+        assert self.through is not None
+        upper = f"{column} <= {_timestamp(self.through)}"
+        return upper if self.after is None else f"{column} > {_timestamp(self.after)} and {upper}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"after": _iso(self.after), "through": _iso(self.through), "first": self.first}
+
+    def __str__(self) -> str:
+        after = _iso(self.after) or "-infinity"
+        through = _iso(self.through) or "nothing loaded"
+        return f"_loaded_at in ({after}, {through}]"
+
+
 @dataclass(frozen=True)
 class Reconciliation:
     """A rollup's total equals its fact's, in every touched bucket."""
@@ -59,7 +111,7 @@ class Reconciliation:
     fact_total: str  # the same total over the fact's rows, e.g. ``count(*)``
     severity: Severity = "block"
     # a query of its own, for a mart that is not bucketed like its fact; ``{batch}`` in it
-    # is the batch of touched rows
+    # is the batch of touched rows, ``LOADED_IN_RANGE`` the fact rows the range added
     query: str | None = None
 
     @property
@@ -82,12 +134,23 @@ class Mart:
     time_column: str | None = None
     width: str | None = None
     reconciliations: tuple[Reconciliation, ...] = ()
-    # the column that selects the rows a build touched: at or after the window's start
-    touched_by: str = "_loaded_at"
+    # the column that selects the rows the builds of a range added; None for a mart that
+    # every build rebuilds whole: all of its rows are the last build's
+    touched_by: str | None = LOADED_AT
 
     @property
     def table(self) -> str:
         return f"{SCHEMA}.{self.name}"
+
+    @property
+    def stamped(self) -> tuple[str, ...]:
+        """The tables whose newest ``_loaded_at`` ends the mart's range: itself, its fact.
+
+        A rollup's range ends at its fact's newest stamp too, so that a bucket holding fact
+        rows the rollup never took is reconciled (and found missing).
+        """
+        tables = [self.table] if self.touched_by is not None else []
+        return tuple(tables + ([f"{SCHEMA}.{self.fact}"] if self.fact is not None else []))
 
     def bucket_of(self, column: str) -> str:
         return f"date_bin(interval '{self.width}', {column}, {BUCKET_ORIGIN})"
@@ -451,8 +514,10 @@ ROLLUPS: tuple[Mart, ...] = (
     ),
 )
 
-# Rebuilt whole at each build from agg_costs_daily and the budgets; the months still open
-# are what a feed of budget alerts reads. Spend must be the fact's, account and month.
+# Rebuilt whole at each build from agg_costs_daily and the budgets, and small (a row per
+# budget and month): every run checks all of it. Its spend must be the fact's, per account
+# and month, in the months holding cost records loaded in the range: only those changed,
+# and the months the fact's retention dropped (the rollups outlive it) cannot reconcile.
 BUDGET_BURN = Mart(
     name="agg_budget_burn_monthly",
     module="costops",
@@ -493,8 +558,14 @@ BUDGET_BURN = Mart(
             "spend_usd",
             "sum(cost_usd)",
             query=f"""
-with checked as (
+with touched_months as (
+    select distinct account_id, date_trunc('month', usage_start, 'UTC') as period_start
+    from {SCHEMA}.fct_cost_records
+    where {LOADED_IN_RANGE}
+),
+checked as (
     select budget_id, account_id, period_start, period_end, spend_usd from {{batch}} as {RECENT}
+    where (account_id, period_start) in (select account_id, period_start from touched_months)
 ),
 fact_totals as (
     select months.account_id, months.period_start, sum(facts.cost_usd) as total
@@ -519,7 +590,7 @@ order by 1, 2
 """.strip(),
         ),
     ),
-    touched_by="period_end",
+    touched_by=None,
 )
 
 MARTS: dict[str, Mart] = {mart.name: mart for mart in (*FACTS, *ROLLUPS, BUDGET_BURN)}
@@ -560,14 +631,15 @@ def reconciliation_name(mart: Mart, rec: Reconciliation) -> str:
     return f"reconcile:{mart.name}.{rec.measure}={mart.fact}.{rec.fact_total}"
 
 
-def reconciliation_query(mart: Mart, rec: Reconciliation, since_literal: str) -> str:
-    """The buckets (touched by the rows loaded since ``since``) where the totals differ.
+def reconciliation_query(mart: Mart, rec: Reconciliation, loaded: LoadedRange) -> str:
+    """The buckets touched by the range's builds where the totals differ.
 
-    A bucket is touched when the rollup recomputed it (its ``_loaded_at``) or when the fact
-    has rows loaded since: a bucket the rollup missed shows up with no mart total.
+    A bucket is touched when the rollup recomputed it (its ``_loaded_at`` is in the range)
+    or when the fact has rows loaded in the range: a bucket the rollup missed shows up with
+    no mart total.
     """
     if rec.query is not None:
-        return rec.query
+        return rec.query.replace(LOADED_IN_RANGE, loaded.condition())
     assert mart.fact is not None and mart.time_column is not None
     fact = f"{SCHEMA}.{mart.fact}"
     bucket = mart.bucket_of(mart.time_column)
@@ -575,7 +647,7 @@ def reconciliation_query(mart: Mart, rec: Reconciliation, since_literal: str) ->
 with touched as (
     select distinct bucket from {{batch}} as {RECENT}
     union
-    select distinct {bucket} from {fact} where _loaded_at >= {since_literal}
+    select distinct {bucket} from {fact} where {loaded.condition()}
 ),
 mart_totals as (
     select bucket, {rec.mart_total} as total
@@ -600,8 +672,8 @@ order by 1
 """.strip()
 
 
-def rows_suite(mart: Mart, since_literal: str) -> gx.ExpectationSuite:
-    """Keys, enums, ranges and reconciliation over the touched rows."""
+def rows_suite(mart: Mart, loaded: LoadedRange) -> gx.ExpectationSuite:
+    """Keys, enums, ranges and reconciliation over the rows the range's builds added."""
     found: list[gxe.Expectation] = [
         gxe.ExpectColumnValuesToNotBeNull(
             column=column, meta=_meta("block", "a key or required field", f"not_null:{column}")
@@ -648,7 +720,7 @@ def rows_suite(mart: Mart, since_literal: str) -> gx.ExpectationSuite:
     ]
     found += [
         gxe.UnexpectedRowsExpectation(
-            unexpected_rows_query=reconciliation_query(mart, rec, since_literal),
+            unexpected_rows_query=reconciliation_query(mart, rec, loaded),
             description=f"sum({rec.measure}) of {mart.name} = {rec.fact_total} of {mart.fact}, "
             "per touched bucket",
             meta=_meta(rec.severity, "mart totals = fact totals", reconciliation_name(mart, rec)),
@@ -662,6 +734,14 @@ def rows_suite(mart: Mart, since_literal: str) -> gx.ExpectationSuite:
     )
 
 
-def recent_query(mart: Mart, since_literal: str) -> str:
-    """The rows the builds since ``since`` touched: loaded since, or in a recomputed bucket."""
-    return f"select * from {mart.table} where {mart.touched_by} >= {since_literal}"
+def recent_query(mart: Mart, loaded: LoadedRange) -> str:
+    """The rows the range's builds added: stamped in it (a rollup's: in a recomputed bucket)."""
+    if mart.touched_by is None:
+        return f"select * from {mart.table}"
+    return f"select * from {mart.table} where {loaded.condition(mart.touched_by)}"
+
+
+def newest_stamp_query(mart: Mart) -> str:
+    """The newest ``_loaded_at`` of the tables that end the mart's range (null: none)."""
+    newest = ", ".join(f"(select max({LOADED_AT}) from {table})" for table in mart.stamped)
+    return f"select greatest({newest})"

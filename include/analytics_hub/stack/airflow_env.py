@@ -1,13 +1,14 @@
 """Environment for running Airflow locally against the private PostgreSQL cluster.
 
 ``airflow_env()`` returns the variables (``AIRFLOW_HOME``, metadata database, DAG and plugin
-folders, LocalExecutor, API port) that ``airflow standalone``, ``airflow dags test`` or a
-test need; ``migrate_once()`` runs ``airflow db migrate`` only when the cluster or the
-Airflow version changed since the last run.
+folders, LocalExecutor, API port, and optionally the warehouse connection) that ``airflow
+standalone``, ``airflow dags test`` or a test need; ``migrate_once()`` runs ``airflow db
+migrate`` only when the cluster or the Airflow version changed since the last run.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -23,6 +24,9 @@ from analytics_hub.stack.postgres import PrivatePostgres
 AIRFLOW_DATABASE = "airflow"
 DEFAULT_API_PORT = 8080
 PASSWORDS_FILE_NAME = "simple_auth_manager_passwords.json.generated"
+# The connection ``orchestration.WAREHOUSE_CONN_ID`` as an environment variable; spelled out
+# here because importing ``orchestration`` imports Airflow, seconds a launcher need not pay.
+WAREHOUSE_CONN_ENV = "AIRFLOW_CONN_HUB_WAREHOUSE"
 _MIGRATE_STAMP = ".hub-db-migrate.stamp"
 
 
@@ -41,6 +45,24 @@ def passwords_file(home: Path) -> Path:
     return home / PASSWORDS_FILE_NAME
 
 
+def warehouse_connection_env(pg: PrivatePostgres, database: str) -> dict[str, str]:
+    """The Airflow connection ``hub_warehouse`` pointed at ``database`` of the private
+    cluster (created if missing): where the warehouse load writes, and where the land,
+    validate and replay tasks hold each window's lease (an advisory lock)."""
+    pg.create_database(database)
+    connection = {
+        "conn_type": "postgres",
+        "host": pg.host,
+        "port": pg.port,
+        "login": pg.user,
+        # The private cluster trusts local connections and ignores this; cosmos's profile
+        # mapping insists on some password.
+        "password": "trust",
+        "schema": database,
+    }
+    return {WAREHOUSE_CONN_ENV: json.dumps(connection)}
+
+
 def airflow_env(
     pg: PrivatePostgres,
     *,
@@ -48,10 +70,14 @@ def airflow_env(
     project: Path | None = None,
     api_port: int | None = None,
     base: Mapping[str, str] | None = None,
+    warehouse: str | None = None,
 ) -> dict[str, str]:
     """A full process environment (``base``, default ``os.environ``, plus Airflow's settings).
 
-    ``pg`` must be started: the metadata database URL carries its port.
+    ``pg`` must be started: the metadata database URL carries its port. ``warehouse`` names
+    a database of ``pg`` for the connection ``hub_warehouse`` (``warehouse_connection_env``),
+    which every task that lands, validates, replays or loads a window needs; without it the
+    connection is whatever ``base`` says.
     """
     project = project or project_root()
     home = home or default_airflow_home(project)
@@ -76,6 +102,8 @@ def airflow_env(
             "AIRFLOW__COSMOS__ENABLE_TELEMETRY": "False",
         }
     )
+    if warehouse is not None:
+        env.update(warehouse_connection_env(pg, warehouse))
     return env
 
 
@@ -125,8 +153,6 @@ def connections_env(
     """``AIRFLOW_CONN_HUB_<MODULE>`` for every module: its real host where ``hosts`` names
     one, else the simulator process at ``simulator_url`` (with ``tokens``, default the
     simulator's). With no simulator (None), only the real hosts get a connection."""
-    import json
-
     from analytics_hub.sources import MODULES
 
     hosts = hosts or {}
@@ -153,8 +179,6 @@ def dags_test(
     env: Mapping[str, str], dag_id: str, conf: Mapping[str, object] | None = None
 ) -> subprocess.CompletedProcess[str]:
     """Run one DAG run in-process with ``airflow dags test`` (no scheduler); output captured."""
-    import json
-
     airflow = shutil.which("airflow", path=env.get("PATH"))
     if airflow is None:
         raise FileNotFoundError("the airflow command is not installed in this environment")

@@ -1,9 +1,10 @@
 """A dev warehouse for dbt work: ``make dbt-dev`` (``python -m analytics_hub.stack.dbt_dev``).
 
 Fills the ``warehouse_dev`` database of the private cluster with a few days of simulated
-data (pulled from the simulators, normalized and landed in ``.local/dev-lake``, loaded
-with the same code the DAGs run), then runs ``dbt build`` and ``dbt docs generate``
-against it and prints how to point dbt at it for the next edit-build loop.
+data (pulled from the simulators, normalized, audited by the lake gate and published in
+``.local/dev-lake``, loaded with the same code the DAGs run: ``Pipeline``), then runs
+``dbt build`` and ``dbt docs generate`` against it and prints how to point dbt at it for
+the next edit-build loop. The gate's history and Data Docs go to ``.local/dev-quality``.
 """
 
 from __future__ import annotations
@@ -18,9 +19,8 @@ import psycopg
 
 from analytics_hub import warehouse
 from analytics_hub.connectors import Endpoint, ModuleClient
-from analytics_hub.fx import FxRates
-from analytics_hub.ingest import ingest_window
-from analytics_hub.lake import Lake
+from analytics_hub.pipeline import Pipeline
+from analytics_hub.quality.config import load_gate_settings
 from analytics_hub.settings import load_settings
 from analytics_hub.sources import MODULES
 from analytics_hub.stack.local_hub import local_dir, local_pseudonym_key
@@ -35,12 +35,16 @@ def fill(pg: PrivatePostgres, days: int, seed: int) -> None:
     from simulators import SimulatorConfig, SimulatorProcess
 
     pg.create_database(DEV_DATABASE)
-    lake = Lake.from_settings(load_settings(lake_url=str(local_dir() / "dev-lake")))
+    hub = Pipeline.from_settings(
+        load_settings(lake_url=str(local_dir() / "dev-lake")),
+        # not beside the lake: that is .local/quality, the local hub's (make run, make airflow)
+        load_gate_settings(url=str(local_dir() / "dev-quality")),
+        pseudonym_key=local_pseudonym_key().encode(),
+    )
     end = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
     hours = [
         Window(end - timedelta(hours=h + 1), end - timedelta(hours=h)) for h in range(days * 24)
     ]
-    key = local_pseudonym_key().encode()
     with (
         SimulatorProcess(SimulatorConfig(seed=seed, chaos=0.05, stall_seconds=0.0)) as sim,
         psycopg.connect(pg.dsn(DEV_DATABASE), autocommit=True) as conn,
@@ -49,19 +53,9 @@ def fill(pg: PrivatePostgres, days: int, seed: int) -> None:
         for module in MODULES.values():
             endpoint = Endpoint(sim.module_url(module.name), f"sim-{module.name}-token")
             with ModuleClient(module, endpoint, load_settings()) as client:
-                for window in reversed(hours):
-                    for entity in module.entities:
-                        ingest_window(
-                            module,
-                            entity,
-                            window,
-                            client=client,
-                            lake=lake,
-                            rates=FxRates.load(),
-                            pseudonym_key=key,
-                        )
-                    warehouse.load_windows(conn, lake, module, window)
-            print(f"{module.name}: {len(hours)} hours landed and loaded")
+                for window in reversed(hours):  # oldest first: the gate's volume history
+                    hub.land_and_load(client, conn, window)
+            print(f"{module.name}: {len(hours)} hours landed, audited and loaded")
 
 
 def dbt(pg: PrivatePostgres, *args: str) -> None:

@@ -8,7 +8,6 @@ the project's ``.env``), and from a simulator process otherwise.
 
 from __future__ import annotations
 
-import json
 import os
 import secrets
 from collections.abc import Collection, Iterator, Mapping
@@ -17,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from analytics_hub.settings import ModuleHost
-from analytics_hub.stack.airflow_env import airflow_env, connections_env
+from analytics_hub.stack.airflow_env import airflow_env, connections_env, warehouse_connection_env
 from analytics_hub.stack.net import project_root
 from analytics_hub.stack.postgres import PrivatePostgres
 
@@ -77,21 +76,10 @@ def local_hub_env(
     """``HUB_*`` settings and Airflow connections: the local lake, a ``warehouse`` database
     in the private cluster (created if missing), and ``hub_<module>`` pointed at the
     module's real host in ``hosts``, else at the simulators (``simulator_url``)."""
-    pg.create_database(WAREHOUSE_DATABASE)
-    warehouse = {
-        "conn_type": "postgres",
-        "host": pg.host,
-        "port": pg.port,
-        "login": pg.user,
-        # The private cluster trusts local connections and ignores this; cosmos's profile
-        # mapping insists on some password.
-        "password": "trust",
-        "schema": WAREHOUSE_DATABASE,
-    }
     return {
         "HUB_LAKE_URL": str(local_dir(project) / "lake"),
         "HUB_PSEUDONYM_KEY": local_pseudonym_key(project),
-        "AIRFLOW_CONN_HUB_WAREHOUSE": json.dumps(warehouse),
+        **warehouse_connection_env(pg, WAREHOUSE_DATABASE),
         **connections_env(simulator_url, hosts),
     }
 

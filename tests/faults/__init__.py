@@ -1,0 +1,1 @@
+"""Fault injection: upstreams that break the module contract on purpose."""
