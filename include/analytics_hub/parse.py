@@ -19,6 +19,7 @@ import json
 import re
 from dataclasses import dataclass
 from functools import cache
+from typing import TypeAlias
 
 import orjson
 import polars as pl
@@ -35,6 +36,8 @@ _TOKENS = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"?|[][{},]', re.DOTALL)
 # into one of these lone surrogates.
 _NOT_UTF8 = re.compile("[\udc80-\udcff]")
 _SCANNER = json.JSONDecoder()
+# The fields of a record schema read as objects, each with its own such fields.
+_Objects: TypeAlias = tuple[tuple[str, "_Objects"], ...]
 
 
 @dataclass(frozen=True)
@@ -77,7 +80,9 @@ def read_page(body: bytes, entity: Entity) -> Parsed:
     Faults: ``null_record`` (a JSON null), ``not_an_object`` (a number, string or list, or
     a record whose ``data`` or ``tags`` is not an object), ``invalid_json`` (an entry that
     does not parse) and ``invalid_utf8``: exactly the entries whose own bytes are not
-    UTF-8; a valid U+FFFD in a record is text like any other.
+    UTF-8; a valid U+FFFD in a record is text like any other. In a page Polars refuses,
+    an entry is a record only if both orjson and Polars read it (orjson refuses a number
+    beyond a double, a lone surrogate escape, nesting past 1024 levels).
 
     Raises ValueError if the body is not one JSON object, or its ``data`` is neither a
     list nor null (a missing or null ``data`` is a page without entries).
@@ -148,22 +153,24 @@ def _read_page_by_entry(body: bytes, entity: Entity) -> Parsed:
 def _sort_out(
     texts: list[str | None], entity: Entity, unit: str
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """The records among the entries (None: not UTF-8), and a fault for each of the others."""
+    """The records among the entries (None: not UTF-8), and a fault for each of the others.
+
+    orjson screens every entry first: bisecting Polars' refusals is cheap for a few bad
+    entries but costs a read per entry on a page made of them.
+    """
     faults: list[tuple[int, str]] = []
     objects: list[tuple[int, str]] = []
+    nested = _objects(entity)
     for row, text in enumerate(texts):
-        if text is None:
-            faults.append((row, "invalid_utf8:record"))
-        elif text.lstrip(_JSON_SPACE).startswith("{"):
+        fault = "invalid_utf8:record" if text is None else _fault(text, nested, unit)
+        if fault:
+            faults.append((row, fault))
+        elif text is not None:
             objects.append((row, text))
-        else:
-            faults.append((row, _not_a_record(text, unit)))
     # A raw line break can only sit between tokens, where a space means the same.
     lines = [text.replace("\n", " ").replace("\r", " ").encode() for _, text in objects]
     records, refused = _read_lines(lines, _line_schema(entity))
-    for index in refused:
-        row, text = objects[index]
-        faults.append((row, _unreadable(text, record_schema(entity), unit)))
+    faults.extend((objects[index][0], f"invalid_json:{unit}") for index in refused)
     skipped = set(refused)
     rows = [row for index, (row, _) in enumerate(objects) if index not in skipped]
     records = records.insert_column(0, pl.Series(ROW, rows, dtype=pl.get_index_type()))
@@ -190,36 +197,46 @@ def _read_lines(lines: list[bytes], schema: pl.Schema) -> tuple[pl.DataFrame, li
     return pl.concat([head, tail]), head_refused + [half + i for i in tail_refused]
 
 
-def _not_a_record(text: str, unit: str) -> str:
+def _fault(text: str, nested: _Objects, unit: str) -> str | None:
+    """Why an entry is not a record, or None for one that Polars is to read."""
     try:
         value = orjson.loads(text)
     except orjson.JSONDecodeError:
         return f"invalid_json:{unit}"
-    return "null_record:record" if value is None else "not_an_object:record"
+    if value is None:
+        return "null_record:record"
+    if not isinstance(value, dict):
+        return "not_an_object:record"
+    field = _misshapen(value, nested)
+    return f"not_an_object:{field}" if field else None
 
 
-def _unreadable(text: str, schema: pl.Struct, unit: str) -> str:
-    """Why Polars refused an object: a nested object that is not one, else bad JSON."""
-    try:
-        value = orjson.loads(text)
-    except orjson.JSONDecodeError:
-        return f"invalid_json:{unit}"
-    field = _misshapen(value, schema) if isinstance(value, dict) else None
-    return f"not_an_object:{field}" if field else f"invalid_json:{unit}"
-
-
-def _misshapen(record: dict[str, object], schema: pl.Struct) -> str | None:
+def _misshapen(record: dict[str, object], objects: _Objects) -> str | None:
     """The first field read as an object whose value is neither an object nor null."""
-    for field in schema.fields:
-        value = record.get(field.name)
-        if not isinstance(field.dtype, pl.Struct) or value is None:
+    for name, inner_objects in objects:
+        value = record.get(name)
+        if value is None:
             continue
         if not isinstance(value, dict):
-            return field.name
-        inner = _misshapen(value, field.dtype)
+            return name
+        inner = _misshapen(value, inner_objects)
         if inner:
-            return f"{field.name}.{inner}"
+            return f"{name}.{inner}"
     return None
+
+
+@cache
+def _objects(entity: Entity) -> _Objects:
+    """The fields read as objects, and theirs: a few among many, to check on every entry."""
+
+    def within(schema: pl.Struct) -> _Objects:
+        return tuple(
+            (field.name, within(field.dtype))
+            for field in schema.fields
+            if isinstance(field.dtype, pl.Struct)
+        )
+
+    return within(record_schema(entity))
 
 
 def _faults(faults: list[tuple[int, str]]) -> pl.DataFrame:

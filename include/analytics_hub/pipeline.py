@@ -36,7 +36,11 @@ class Pipeline:
 
     @classmethod
     def from_settings(
-        cls, settings: HubSettings, gate: GateSettings | None = None, *, pseudonym_key: bytes
+        cls,
+        settings: HubSettings,
+        gate: GateSettings | None = None,
+        *,
+        pseudonym_key: bytes | None,
     ) -> Pipeline:
         gate = gate or load_gate_settings()
         return cls(

@@ -30,7 +30,7 @@ KEY = b"fuzz-pseudonym-key"
 # CI replays the same draws every run, so a red build names a change rather than a draw.
 IN_CI = bool(os.environ.get("CI"))
 FUZZ = settings(
-    max_examples=int(os.environ.get("FUZZ_EXAMPLES", "40")),
+    max_examples=int(os.environ.get("FUZZ_EXAMPLES", "30")),
     deadline=None,
     derandomize=IN_CI,
     database=None

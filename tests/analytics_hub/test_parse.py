@@ -131,6 +131,26 @@ def test_a_value_nested_deeper_than_the_reader_goes_faults_only_its_record() -> 
     assert event_ids(parsed) == [(0, "pol-0"), (2, "pol-1")]
 
 
+def test_a_page_made_of_bad_entries_is_not_read_one_entry_at_a_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    reads = 0
+    read_ndjson = pl.read_ndjson
+
+    def counted(*args: Any, **kwargs: Any) -> pl.DataFrame:
+        nonlocal reads
+        reads += 1
+        return read_ndjson(*args, **kwargs)
+
+    monkeypatch.setattr(pl, "read_ndjson", counted)
+    bad = [orjson.dumps({"eventId": f"pol-{n}", "data": "text"}) for n in range(500)]
+    parsed = parse.read_page(page(*bad, b'{"eventId":}', GOOD[0]), VIOLATIONS)
+    assert faults(parsed)[:2] == [(0, "not_an_object:data"), (1, "not_an_object:data")]
+    assert faults(parsed)[-1] == (500, "invalid_json:record")
+    assert event_ids(parsed) == [(501, "pol-0")]
+    assert reads <= 3
+
+
 @pytest.mark.parametrize(
     "bad",
     [b"\xff", b"\xc3", b"\xed\xa0\x80", b"\xc0\xaf", b"\x80\x80"],

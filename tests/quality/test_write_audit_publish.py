@@ -206,6 +206,8 @@ def test_an_interrupted_publish_is_never_loaded_half_way_and_resumes(
     new = lake.publish("observatory", "metrics", WINDOW, version)  # what a retry does
     assert manifest(lake) == new and new["version"] == version != old["version"]
     assert lake.publish("observatory", "metrics", WINDOW, version) == new  # idempotent
+    again = local_pipeline.audit(OBSERVATORY, METRICS, WINDOW, version)  # the gate, rerun
+    assert again.status == new["quality"]["status"] and manifest(lake) == new
     loaded = warehouse.load_window(conn, lake, "observatory", "metrics", WINDOW)
     assert loaded.rows == new["landed"]
 

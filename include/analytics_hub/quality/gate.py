@@ -180,17 +180,22 @@ def validate_window(
     paths = {
         zone: lake.staged_path(zone, module.name, entity.name, window, version) for zone in Zone
     }
+    current = lake.path(Zone.MANIFESTS, module.name, entity.name, window)
     if not lake.exists(paths[Zone.MANIFESTS]):
-        raise WindowBlockedError(
-            f"{module.name}/{entity.name} {window}: no staged version {version!r} with a manifest"
-        )
+        if lake.exists(current) and lake.read_json(current).get("version") == version:
+            paths[Zone.MANIFESTS] = current  # published already: its verdict stands
+        else:
+            raise WindowBlockedError(
+                f"{module.name}/{entity.name} {window}: no staged version {version!r} "
+                "with a manifest"
+            )
     manifest = lake.read_json(paths[Zone.MANIFESTS])
     if manifest.get("bad_pages"):
         _block_incomplete(lake, paths, manifest, window)
     verdict = manifest.get("quality") or {}
     if verdict.get("status") in APPROVED and manifest.get("checksums"):
-        # audited and approved, its publish interrupted: finish it, never audit what is
-        # left of a half-moved version
+        # audited and approved, its publish interrupted (or done): finish it, never audit
+        # what is left of a half-moved version
         lake.publish(module.name, entity.name, window, version)
         bounds = window.query()
         return GateResult(
