@@ -8,6 +8,7 @@ import pytest
 from airflow.dag_processing.dagbag import DagBag
 
 from analytics_hub.sources import MODULES
+from analytics_hub.stack.airflow_env import dag_file
 
 DAGS_FOLDER = Path(__file__).resolve().parents[2] / "dags"
 ALLOWED_TAGS = {
@@ -37,6 +38,13 @@ def test_dag_ids_follow_their_file_names(dagbag: DagBag) -> None:
     for dag_id, dag in dagbag.dags.items():
         stem = Path(dag.fileloc).stem
         assert dag_id == stem or dag_id.startswith(f"{stem}_"), (dag_id, dag.fileloc)
+
+
+def test_dags_test_is_pointed_at_the_file_of_each_dag(dagbag: DagBag) -> None:
+    env = {"AIRFLOW__CORE__DAGS_FOLDER": str(DAGS_FOLDER)}
+    for dag_id, dag in dagbag.dags.items():
+        assert dag_file(env, dag_id) == Path(dag.fileloc), dag_id
+    assert dag_file(env, "no_such_dag") is None
 
 
 def test_every_module_has_an_ingest_dag(dagbag: DagBag) -> None:

@@ -183,9 +183,23 @@ def dags_test(
     if airflow is None:
         raise FileNotFoundError("the airflow command is not installed in this environment")
     command = [airflow, "dags", "test", dag_id]
+    path = dag_file(env, dag_id)
+    if path is not None:
+        command += ["--dagfile-path", str(path)]
     if conf:
         command += ["--conf", json.dumps(dict(conf))]
     return subprocess.run(command, env=dict(env), capture_output=True, text=True, check=False)
+
+
+def dag_file(env: Mapping[str, str], dag_id: str) -> Path | None:
+    """The file of the DAGs folder that declares ``dag_id`` (its stem is the id, or the id's
+    prefix: ``ingest.py`` declares ``ingest_<module>``), so that ``dags test`` parses that
+    file alone rather than every DAG, cosmos's render of the dbt project among them."""
+    folder = Path(env["AIRFLOW__CORE__DAGS_FOLDER"])
+    for path in sorted(folder.glob("*.py"), key=lambda p: -len(p.stem)):
+        if dag_id == path.stem or dag_id.startswith(f"{path.stem}_"):
+            return path
+    return None
 
 
 def serialize_dags(env: Mapping[str, str]) -> None:
