@@ -16,8 +16,12 @@ help: ## List the targets
 setup: ## Create or update .venv from the lock (fast when nothing changed)
 	@scripts/bootstrap
 
+# Two workers, each a test file at a time (module fixtures stay in one process): most tests
+# wait on a subprocess (Airflow, dbt, PostgreSQL), so the second core is otherwise idle.
+TEST_WORKERS ?= 2
+
 test: setup ## Run the test suite (starts its own PostgreSQL and S3)
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 lint: setup ## ruff check, ruff format --check, mypy
 	$(BIN)/ruff check .

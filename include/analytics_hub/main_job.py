@@ -18,7 +18,6 @@ import argparse
 import sys
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +32,7 @@ from analytics_hub.settings import (
 from analytics_hub.sources import MODULES
 from analytics_hub.stack.airflow_env import (
     dags_test,
+    dags_test_many,
     failure_excerpt,
     migrate_once,
     serialize_dags,
@@ -129,7 +129,7 @@ def ingest_and_check(
     config: SimulatorConfig,
     real_hosts: Collection[str] = (),
 ) -> bool:
-    """Run ``ingest_<module>`` for each module, two at a time, then print what landed.
+    """Run ``ingest_<module>`` for each module, in two processes, then print what landed.
 
     The counts of simulated modules are checked against the ground truth of the simulators'
     ``config``; those of ``real_hosts`` are not (a real host has none), and the report says
@@ -139,8 +139,9 @@ def ingest_and_check(
 
     conf = {"window_start": window.query()["from"], "window_end": window.query()["to"]}
     started = time.monotonic()
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        runs = dict(pool.map(lambda m: (m, dags_test(env, f"ingest_{m}", conf)), modules))
+    modules = list(modules)
+    results = dags_test_many(env, [(f"ingest_{m}", conf) for m in modules], processes=2)
+    runs = dict(zip(modules, results, strict=True))
     failed = [m for m, result in runs.items() if result.returncode != 0]
     for module in failed:
         print(f"ingest_{module} FAILED:\n{failure_excerpt(runs[module])}")

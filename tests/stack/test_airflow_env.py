@@ -7,7 +7,13 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from analytics_hub.stack.airflow_env import WAREHOUSE_CONN_ENV, airflow_env, migrate_once
+from analytics_hub.stack.airflow_env import (
+    WAREHOUSE_CONN_ENV,
+    airflow_env,
+    dags_test_many,
+    migrate_once,
+    serialize_dags,
+)
 from analytics_hub.stack.net import port_is_free
 from analytics_hub.stack.postgres import PrivatePostgres
 
@@ -47,11 +53,39 @@ def test_default_api_port_is_free(private_pg: PrivatePostgres, tmp_path: Path) -
     assert port_is_free(port)
 
 
+PROBE_DAGS = """
+from datetime import datetime
+
+from airflow.sdk import DAG, get_current_context, task
+
+for dag_id in ("probe", "probe_fails"):
+    with DAG(dag_id=dag_id, schedule=None, start_date=datetime(2026, 1, 1)):
+
+        @task
+        def say(fail: bool = dag_id == "probe_fails") -> None:
+            print(f"probe says {get_current_context()['params']}")
+            if fail:
+                raise RuntimeError("probe failed on purpose")
+
+        say()
+"""
+
+
+@pytest.fixture(scope="module")
+def migrated(
+    private_pg: PrivatePostgres, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, str]:
+    project = tmp_path_factory.mktemp("project")
+    project.chmod(0o755)
+    env = airflow_env(private_pg, home=project / "af", project=project)
+    env["HUB_TEST_MIGRATION_SECONDS"] = str(migrate_once(private_pg, env))
+    return env
+
+
 @pytest.mark.integration
-def test_migrate_once(private_pg: PrivatePostgres, tmp_path: Path) -> None:
-    env = airflow_env(private_pg, home=tmp_path / "af", project=tmp_path)
-    took = migrate_once(private_pg, env)
-    assert took is not None
+def test_migrate_once(private_pg: PrivatePostgres, migrated: dict[str, str]) -> None:
+    env = migrated
+    assert env["HUB_TEST_MIGRATION_SECONDS"] != "None"  # the first call migrated
     assert migrate_once(private_pg, env) is None  # stamped: nothing to do
     with psycopg.connect(private_pg.dsn("airflow")) as conn:
         tables = conn.execute(
@@ -59,3 +93,21 @@ def test_migrate_once(private_pg: PrivatePostgres, tmp_path: Path) -> None:
             "('dag', 'task_instance', 'alembic_version')"
         ).fetchone()
     assert tables == (3,)
+
+
+@pytest.mark.integration
+def test_a_batch_of_dag_runs_reports_each_run_on_its_own(migrated: dict[str, str]) -> None:
+    """Runs in one process each get their own code and output; one failing, or a DAG that
+    does not exist, fails that run alone."""
+    dags = Path(migrated["AIRFLOW__CORE__DAGS_FOLDER"])
+    dags.mkdir(exist_ok=True)
+    (dags / "probe.py").write_text(PROBE_DAGS)
+    serialize_dags(migrated)
+    runs = [("probe", {"n": 1}), ("probe_fails", None), ("probe", {"n": 2}), ("nowhere", None)]
+    results = dags_test_many(migrated, runs, processes=2)
+    assert [r.returncode for r in results] == [0, 1, 0, 1]
+    first, failed, second, missing = (r.stdout for r in results)
+    assert "probe says {'n': 1}" in first and "{'n': 2}" not in first
+    assert "probe failed on purpose" in failed and "probe says" in failed
+    assert "probe says {'n': 2}" in second and "{'n': 1}" not in second
+    assert "nowhere" in missing and "could not be found" in missing
