@@ -19,6 +19,14 @@ import pytest
 from analytics_hub.stack.postgres import PrivatePostgres
 from analytics_hub.stack.s3 import MotoS3Server
 
+# The longest files, first: ``make test`` hands files to two workers in collection order,
+# and a long file handed out last runs alone while the other worker has nothing left.
+LONGEST_FIRST = ("tests/integration/", "tests/conformance/test_through_dags.py")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    items.sort(key=lambda item: not item.nodeid.startswith(LONGEST_FIRST))  # stable
+
 
 @pytest.fixture(scope="session")
 def private_pg() -> Iterator[PrivatePostgres]:
