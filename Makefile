@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 UV := $(shell command -v uv >/dev/null 2>&1 && echo uv || echo python3 -m uv)
 UV_COMPILE := $(UV) pip compile --quiet --python 3.11 --universal
 
-.PHONY: help setup test lint fmt lock up down status airflow run dbt-dev bench clean
+.PHONY: help setup test test-unit lint fmt lock up down status airflow run dbt-dev bench clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-8s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -16,17 +16,22 @@ help: ## List the targets
 setup: ## Create or update .venv from the lock (fast when nothing changed)
 	@scripts/bootstrap
 
-# Two workers, each a test file at a time (module fixtures stay in one process): most tests
-# wait on a subprocess (Airflow, dbt, PostgreSQL), so the second core is otherwise idle.
+# Two workers; the integration tests go a file at a time (module fixtures stay in one
+# process): most wait on a subprocess (Airflow, dbt, PostgreSQL), so the second core is
+# otherwise idle.
 TEST_WORKERS ?= 2
 
-test: setup ## Run the test suite (starts its own PostgreSQL and S3)
-	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+test-unit: setup ## Unit tests only: no service, no network (under a minute)
+	$(BIN)/pytest -m "not integration" --disable-socket --allow-unix-socket -n $(TEST_WORKERS) $(PYTEST_ARGS)
 
-lint: setup ## ruff check, ruff format --check, mypy
+test: test-unit ## The unit tests, then the rest (starts its own PostgreSQL, S3, simulators)
+	$(BIN)/pytest -m integration -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+
+lint: setup ## ruff check, ruff format --check, mypy, lint-imports (product vs dev/)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
 
 fmt: setup ## Fix what ruff can, then format
 	$(BIN)/ruff check --fix .
@@ -38,22 +43,22 @@ lock: ## Re-compile the locks (requirements*.txt) from the .in files
 	$(UV_COMPILE) requirements-dbt.in -o requirements-dbt.txt
 
 up: setup ## Start the private PostgreSQL cluster (.local/pg) and print its DSN
-	$(BIN)/python -m analytics_hub.stack up
+	$(BIN)/python -m hub_dev up
 
 down: setup ## Stop the private PostgreSQL cluster
-	$(BIN)/python -m analytics_hub.stack down
+	$(BIN)/python -m hub_dev down
 
 status: setup ## Is the private PostgreSQL cluster running?
-	$(BIN)/python -m analytics_hub.stack status
+	$(BIN)/python -m hub_dev status
 
 airflow: setup ## Run Airflow (standalone) on the private cluster; UI at http://localhost:8080
-	$(BIN)/python -m analytics_hub.stack airflow
+	$(BIN)/python -m hub_dev airflow
 
 run: setup ## Run the main job end to end
-	$(BIN)/python -m analytics_hub.main_job
+	$(BIN)/python -m hub_dev.main_job
 
 dbt-dev: setup ## A dev warehouse with 3 days of simulated data, then dbt build and docs
-	$(BIN)/python -m analytics_hub.stack.dbt_dev $(DBT_DEV_ARGS)
+	$(BIN)/python -m hub_dev.dbt_dev $(DBT_DEV_ARGS)
 
 bench: setup ## Run the benchmarks in bench/
 	@shopt -s nullglob; for script in bench/[!_]*.py; do \
@@ -61,6 +66,6 @@ bench: setup ## Run the benchmarks in bench/
 	done
 
 clean: ## Stop local services and remove caches and local state (.local/, not .venv)
-	-@[[ -x $(BIN)/python ]] && $(BIN)/python -m analytics_hub.stack down
+	-@[[ -x $(BIN)/python ]] && $(BIN)/python -m hub_dev down
 	rm -rf .local .pytest_cache .mypy_cache .ruff_cache dbt_project/target dbt_project/logs
 	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -print0 | xargs -0 rm -rf

@@ -1,15 +1,14 @@
 """A tuned private cluster and ``dbt`` runs for the warehouse benchmarks (not a benchmark).
 
-Shared by ``transform_incremental.py`` and ``query_latency.py``. The dbt project is
-copied into the run's work dir first, so that edits made to ``dbt_project/`` while a
-benchmark runs cannot change the models between its builds, and dbt's target and logs
-stay out of the checkout.
+Shared by ``transform_incremental.py`` and ``query_latency.py``. dbt runs with the dev
+harness's runner (``hub_dev.dbt``) on a copy of the project in the run's work dir, so that
+edits made to ``dbt_project/`` while a benchmark runs cannot change the models between its
+builds, and dbt's target and logs stay out of the checkout.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -22,16 +21,17 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from analytics_hub.stack.net import project_root
-from analytics_hub.stack.postgres import PrivatePostgres, find_bindir
+from analytics_hub.settings import load_settings
+from hub_dev.dbt import DbtRunner
+from hub_dev.postgres import PrivatePostgres, find_bindir
 
 DATABASE = "warehouse_bench"
 # On top of PrivatePostgres's durability-off defaults: room for bulk loads, index builds
 # and the big sorts of percentile aggregates, sized for this 2-core / 24 GiB machine that
 # others share. JIT is off: it costs more than it saves on queries of well under a second.
 # WAL compression is off (PostgreSQL's default): an index build WAL-logs every page it
-# writes, whole, and pglz compressing them cost 5-6 s of the ~23 s that the four index
-# builds of a 4 M-row fact partition take (lz4 costs about nothing; off is valid everywhere).
+# writes, whole, and pglz compressing them is a sizeable share of a big fact partition's
+# index builds (bench/README.md; lz4 costs about nothing; off is valid everywhere).
 BULK_SETTINGS: dict[str, str] = {
     "shared_buffers": "2GB",
     "effective_cache_size": "12GB",
@@ -143,8 +143,9 @@ def print_statements(statements: list[Statement], width: int = 120) -> None:
         print(f"  {text:<{width}} {statement.calls:>5} {statement.seconds:>8.2f}")
 
 
-# Bytes on disk per telemetry record, indexes included (measured on generated history; the
-# other entities add ~10 %): in its landing table, and as a row of fct_requests.
+# Bytes on disk per telemetry record, indexes included, in its landing table and as a
+# row of fct_requests, as measured on generated history (bench/README.md); the other
+# entities add a little.
 LANDING_BYTES_PER_RECORD = 470
 FACT_BYTES_PER_RECORD = 510
 
@@ -173,8 +174,8 @@ def name_values(items: list[str], option: str) -> dict[str, str]:
 
 def release(pg: PrivatePostgres, work: Path, *, keep: bool, own_work_dir: bool) -> None:
     """End a run: keep the cluster (and say how to reach it), or stop it and delete its data,
-    in a given ``--work-dir`` too (a 30-day cluster is about 50 GB); a work dir the run
-    made itself goes whole."""
+    in a given ``--work-dir`` too (a default-size cluster takes much of the disk); a work
+    dir the run made itself goes whole."""
     if keep:
         print(keep_message(pg, work))
         return
@@ -187,7 +188,7 @@ def release(pg: PrivatePostgres, work: Path, *, keep: bool, own_work_dir: bool) 
 def keep_message(pg: PrivatePostgres, work: Path) -> str:
     return (
         f"cluster kept: psql {pg.dsn(DATABASE)}  (work dir {work})\n"
-        'stop it with: .venv/bin/python -c "from analytics_hub.stack.postgres import '
+        'stop it with: .venv/bin/python -c "from hub_dev.postgres import '
         f"PrivatePostgres; PrivatePostgres('{pg.data_dir}').stop()\""
     )
 
@@ -227,22 +228,14 @@ class Dbt:
     """``dbt`` from ``.venv-dbt`` on a snapshot of the project, against the bench database."""
 
     def __init__(self, pg: PrivatePostgres, work: Path, project: Path | None = None) -> None:
-        source = project or project_root() / "dbt_project"
+        source = project or load_settings().dbt_project_dir
         self.project = work / "dbt_project"
         shutil.rmtree(self.project, ignore_errors=True)
         shutil.copytree(
             source, self.project, ignore=shutil.ignore_patterns("target", "logs", "__pycache__")
         )
-        self.executable = project_root() / ".venv-dbt" / "bin" / "dbt"
         self.log = work / "dbt.log"
-        self.env = os.environ | {
-            "HUB_WAREHOUSE_HOST": pg.host,
-            "HUB_WAREHOUSE_PORT": str(pg.port),
-            "HUB_WAREHOUSE_USER": pg.user,
-            "HUB_WAREHOUSE_DB": DATABASE,
-            "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
-            "DBT_VERSION_CHECK": "false",
-        }
+        self.runner = DbtRunner(pg.dsn(DATABASE), project_dir=self.project)
 
     def run(self, *args: str) -> DbtRun:
         """Run ``dbt <args>``; a failed node is reported in the result, not raised."""
@@ -252,21 +245,7 @@ class Dbt:
         with self.log.open("a") as log:
             log.write(f"\n=== dbt {' '.join(args)}\n")
             log.flush()
-            result = subprocess.run(
-                [
-                    str(self.executable),
-                    *args,
-                    "--project-dir",
-                    str(self.project),
-                    "--profiles-dir",
-                    str(self.project),
-                ],
-                cwd=self.project,
-                env=self.env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                check=False,
-            )
+            result = self.runner.run(*args, check=False, output=log)
         seconds = time.perf_counter() - started
         results_file = target / "run_results.json"
         if not results_file.is_file():

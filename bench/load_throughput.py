@@ -44,11 +44,10 @@ from analytics_hub import warehouse
 from analytics_hub.ingest import Manifest, normalized_schema
 from analytics_hub.lake import APPROVED, Lake, Zone, new_version
 from analytics_hub.pipeline import Pipeline
-from analytics_hub.quality.config import load_gate_settings
-from analytics_hub.settings import load_settings
+from analytics_hub.settings import load_gate_settings, load_settings
 from analytics_hub.sources import OBSERVATORY, TAG_KEYS
-from analytics_hub.stack.postgres import PrivatePostgres
 from analytics_hub.windows import Window
+from hub_dev.postgres import PrivatePostgres
 
 WINDOW = Window(datetime(2026, 11, 25, 0, tzinfo=UTC), datetime(2026, 11, 25, 1, tzinfo=UTC))
 METRICS = OBSERVATORY.entity("metrics")

@@ -2,12 +2,12 @@
 
     .venv/bin/python bench/query_latency.py                  # 90 days of 1 M telemetry/day
     .venv/bin/python bench/query_latency.py --days 2 --rows-per-day 20000 \\
-        --hour-rows 50000                                      # smoke: about a minute
+        --hour-rows 50000                                      # smoke run
     .venv/bin/python bench/query_latency.py --explain        # plus EXPLAIN ANALYZE lines
     .venv/bin/python bench/query_latency.py --phase build --work-dir W   # build, keep it
     .venv/bin/python bench/query_latency.py --phase measure --work-dir W # later, alone
 
-What it measures (issue 3, "Speed"): on ``--days`` of medium-scale data (``--rows-per-day``
+What it measures: on ``--days`` of medium-scale data (``--rows-per-day``
 observatory telemetry records a day, plus every other entity at the proportions of
 ``_history.MIX``) built through dbt, the latency of the dashboard's questions, each asked
 ``--runs`` times after ``--warmup`` runs on one connection (client wall clock: execute and
@@ -36,7 +36,7 @@ hour (``--hour-rows`` telemetry records) lands and is built like any hourly run;
 ``VACUUM ANALYZE`` (autovacuum's settled state) and the queries. The dbt project is
 snapshotted at the start, so edits to ``dbt_project/`` during the run do not change it.
 
-The 90-day build takes over an hour. ``--phase build`` stops after it and keeps the cluster
+The 90-day build is long. ``--phase build`` stops after it and keeps the cluster
 in ``--work-dir`` (with what it built in ``build.json``); ``--phase measure`` later
 starts that cluster again and only asks the questions, so the timings can be taken with
 nothing else running on the machine; it leaves the cluster running for another measure.

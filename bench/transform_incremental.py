@@ -2,9 +2,9 @@
 
     .venv/bin/python bench/transform_incremental.py            # 30 days of 1 M/day, 4 M hour
     .venv/bin/python bench/transform_incremental.py --days 2 --rows-per-day 20000 \\
-        --hour-rows 50000                                 # smoke: 1-2 minutes
+        --hour-rows 50000                                 # smoke run
 
-What it measures (issue 3, "Speed"): with ``--days`` of medium-scale history in the
+What it measures: with ``--days`` of medium-scale history in the
 landing tables (``--rows-per-day`` observatory telemetry records a day, plus every other
 entity at the proportions of ``_history.MIX``), the wall time of ``dbt build`` (the whole
 project: models and their tests, dbt's start-up included) after one new hour of a large

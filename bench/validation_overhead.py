@@ -82,9 +82,9 @@ def main() -> None:
             )
 
         started = time.perf_counter()
-        from analytics_hub.quality.config import load_gate_settings, quality_url
         from analytics_hub.quality.gate import validate_window
         from analytics_hub.quality.store import open_store
+        from analytics_hub.settings import load_gate_settings, quality_url
 
         gate = load_gate_settings()
         store = open_store(quality_url(settings, gate), settings, f"{root}/work")

@@ -30,36 +30,12 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-import pendulum
-from airflow.sdk import DAG, CronDataIntervalTimetable, Param, task, task_group
+from airflow.sdk import DAG, CronDataIntervalTimetable, task, task_group
 
 from analytics_hub import orchestration
+from analytics_hub.dag_glue import Tag, dag_defaults, ingest_params, lake_asset
 from analytics_hub.sources import MODULES, Module
 from analytics_hub.windows import Window
-
-DEFAULT_ARGS = {
-    "owner": "data-platform",
-    "retries": 3,
-    "retry_delay": timedelta(minutes=2),
-    "retry_exponential_backoff": True,
-    "max_retry_delay": timedelta(minutes=20),
-    "execution_timeout": timedelta(hours=2),  # a window of a slow module's full pagination
-}
-WINDOW_PARAMS = {
-    "window_start": Param(
-        None,
-        type=["null", "string"],
-        format="date-time",
-        description="Start of a range to pull instead of the run's interval, on the "
-        "module's schedule",
-    ),
-    "window_end": Param(
-        None,
-        type=["null", "string"],
-        format="date-time",
-        description="End (exclusive) of that range, on the module's schedule",
-    ),
-}
 
 
 def build_ingest_dag(module: Module) -> DAG:
@@ -69,12 +45,16 @@ def build_ingest_dag(module: Module) -> DAG:
         doc_md=f"{__doc__}\n\n**This DAG:** {module.service}: {module.description} "
         f"Delivery {module.delivery}; raw retention {module.raw_retention.days} days.",
         schedule=CronDataIntervalTimetable(module.schedule, timezone="UTC"),
-        start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
-        catchup=False,
         max_active_runs=4,
-        default_args=DEFAULT_ARGS,
-        params=WINDOW_PARAMS,
-        tags=["ingest", "lake", "quality", module.name],
+        params=ingest_params(),
+        tags=[Tag.INGEST, Tag.LAKE, Tag.QUALITY, Tag(module.name)],
+        **dag_defaults(
+            retries=3,
+            retry_delay=timedelta(minutes=2),
+            retry_exponential_backoff=True,
+            max_retry_delay=timedelta(minutes=20),
+            execution_timeout=timedelta(hours=2),  # a window of a slow module's full pagination
+        ),
     ) as dag:
 
         @task(task_id="windows", execution_timeout=timedelta(minutes=5))
@@ -103,7 +83,7 @@ def build_ingest_dag(module: Module) -> DAG:
             @task(
                 task_id=f"validate_{entity.name}",
                 multiple_outputs=False,
-                outlets=[orchestration.lake_asset(module.name, entity.name)],
+                outlets=[lake_asset(module.name, entity.name)],
                 map_index_template="{{ task.op_kwargs.landed.window_start }}",
             )
             def validate(
@@ -114,7 +94,7 @@ def build_ingest_dag(module: Module) -> DAG:
                 window = Window.from_dict(landed)
                 manifest = orchestration.validate_landed(module.name, entity_name, window)
                 # the window rides on the Asset event, so the load step loads exactly it
-                asset = orchestration.lake_asset(module.name, entity_name)
+                asset = lake_asset(module.name, entity_name)
                 outlet_events[asset].extra = orchestration.landed_window_extra(manifest)
                 return manifest
 

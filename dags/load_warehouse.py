@@ -22,43 +22,34 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-import pendulum
-from airflow.sdk import DAG, AssetAny, Param, task
+from airflow.sdk import DAG, AssetAny, task
 
 from analytics_hub import orchestration
-from analytics_hub.sources import MODULES
-
-ENTITY_NAMES = sorted({entity.name for module in MODULES.values() for entity in module.entities})
-LAKE_ASSETS = [
-    orchestration.lake_asset(module.name, entity.name)
-    for module in MODULES.values()
-    for entity in module.entities
-]
+from analytics_hub.dag_glue import (
+    LAKE_NORMALIZED,
+    LAKE_REPLAYED,
+    WAREHOUSE_LANDING,
+    Tag,
+    dag_defaults,
+    reload_params,
+)
 
 with DAG(
     dag_id="load_warehouse",
     description="Load landed lake windows into the warehouse's landing tables with COPY.",
     doc_md=__doc__,
-    schedule=AssetAny(*LAKE_ASSETS, orchestration.LAKE_REPLAYED),
-    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
-    catchup=False,
+    schedule=AssetAny(*LAKE_NORMALIZED.values(), LAKE_REPLAYED),
     max_active_runs=1,  # loads of one table serialize anyway; keep the order of windows
-    default_args={
-        "owner": "data-platform",
-        "retries": 3,
-        "retry_delay": timedelta(minutes=1),
-        "execution_timeout": timedelta(hours=1),  # COPY of a burst of windows
-    },
-    params={
-        "module": Param(None, type=["null", "string"], enum=[None, *MODULES]),
-        "entity": Param(None, type=["null", "string"], enum=[None, *ENTITY_NAMES]),
-        "window_start": Param(None, type=["null", "string"], format="date-time"),
-        "window_end": Param(None, type=["null", "string"], format="date-time"),
-    },
-    tags=["warehouse"],
+    params=reload_params(),
+    tags=[Tag.WAREHOUSE],
+    **dag_defaults(
+        retries=3,
+        retry_delay=timedelta(minutes=1),
+        execution_timeout=timedelta(hours=1),  # COPY of a burst of windows
+    ),
 ):
 
-    @task(outlets=[orchestration.WAREHOUSE_LANDING], multiple_outputs=False)
+    @task(outlets=[WAREHOUSE_LANDING], multiple_outputs=False)
     def load_landed_windows(
         triggering_asset_events: Any = None, params: dict[str, Any] | None = None
     ) -> list[dict[str, Any]]:

@@ -20,29 +20,26 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-import pendulum
-from airflow.sdk import DAG, Param, task
+from airflow.sdk import DAG, task
 from cosmos.operators.local import DbtRunOperationLocalOperator
 
 from analytics_hub import dbt_airflow, orchestration
+from analytics_hub.dag_glue import Tag, dag_defaults, retention_params
 
 with DAG(
     dag_id="maintain_warehouse",
     description="Retention of raw facts: partition drops (PostgreSQL) or policy jobs (TimescaleDB).",
     doc_md=__doc__,
     schedule="@daily",
-    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
-    catchup=False,
     max_active_runs=1,
-    default_args={
-        "owner": "data-platform",
-        "retries": 2,
-        "retry_delay": timedelta(minutes=5),
+    params=retention_params(),
+    tags=[Tag.WAREHOUSE, Tag.MAINTENANCE],
+    **dag_defaults(
+        retries=2,
+        retry_delay=timedelta(minutes=5),
         # compression jobs on a day of hypertable chunks are the slow part
-        "execution_timeout": timedelta(hours=2),
-    },
-    params={"dry_run": Param(False, type="boolean", description="only list what would go")},
-    tags=["warehouse", "maintenance"],
+        execution_timeout=timedelta(hours=2),
+    ),
 ):
     DbtRunOperationLocalOperator(
         task_id="apply_retention",

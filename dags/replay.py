@@ -16,12 +16,11 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-import pendulum
-from airflow.sdk import DAG, Param, task
+from airflow.sdk import DAG, task
 
 from analytics_hub import orchestration
+from analytics_hub.dag_glue import LAKE_REPLAYED, Tag, dag_defaults, replay_params
 from analytics_hub.settings import ConfigurationError
-from analytics_hub.sources import MODULES
 from analytics_hub.windows import Window
 
 with DAG(
@@ -29,21 +28,13 @@ with DAG(
     description="Re-process a window's dead letters through normalization and the lake gate.",
     doc_md=__doc__,
     schedule=None,
-    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
-    catchup=False,
-    default_args={
-        "owner": "data-platform",
-        "retries": 1,
-        "retry_delay": timedelta(minutes=1),
-        "execution_timeout": timedelta(hours=1),  # one window's dead letters, or its re-pull
-    },
-    params={
-        "module": Param(None, type=["null", "string"], enum=[None, *MODULES]),
-        "entity": Param(None, type=["null", "string"], description="e.g. violations"),
-        "window_start": Param(None, type=["null", "string"], format="date-time"),
-        "window_end": Param(None, type=["null", "string"], format="date-time"),
-    },
-    tags=["replay", "lake", "quality"],
+    params=replay_params(),
+    tags=[Tag.REPLAY, Tag.LAKE, Tag.QUALITY],
+    **dag_defaults(
+        retries=1,
+        retry_delay=timedelta(minutes=1),
+        execution_timeout=timedelta(hours=1),  # one window's dead letters, or its re-pull
+    ),
 ):
 
     @task(multiple_outputs=False)
@@ -57,12 +48,12 @@ with DAG(
         window = Window.parse(params["window_start"], params["window_end"])
         return orchestration.replay_dead_letters(params["module"], params["entity"], window)
 
-    @task(multiple_outputs=False, outlets=[orchestration.LAKE_REPLAYED])
+    @task(multiple_outputs=False, outlets=[LAKE_REPLAYED])
     def validate(replayed: dict[str, Any], outlet_events: Any = None) -> dict[str, Any]:
         window = Window.parse(replayed["from"], replayed["to"])
         manifest = orchestration.validate_landed(replayed["module"], replayed["entity"], window)
         extra = orchestration.landed_window_extra(manifest)
-        outlet_events[orchestration.LAKE_REPLAYED].extra = extra
+        outlet_events[LAKE_REPLAYED].extra = extra
         return manifest
 
     validate(replay_dead_letters())

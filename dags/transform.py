@@ -27,41 +27,36 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-import pendulum
 from airflow.sdk import task
 from cosmos import DbtDag, RenderConfig
 from cosmos.constants import LoadMode, TestBehavior
 
 from analytics_hub import dbt_airflow, orchestration
+from analytics_hub.dag_glue import MARTS_VALIDATED, WAREHOUSE_LANDING, Tag, dag_defaults, mart_asset
 
 transform = DbtDag(
     dag_id="transform",
     description="dbt: staging → intermediate → facts, hourly and daily rollups.",
     doc_md=__doc__,
-    schedule=[orchestration.WAREHOUSE_LANDING],
-    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
-    catchup=False,
+    schedule=[WAREHOUSE_LANDING],
     max_active_runs=1,
+    tags=[Tag.TRANSFORM, Tag.WAREHOUSE],
     # every task, the dbt ones (cosmos builds its operators in this DAG) and the gate: a
     # task stuck on a lock must fail and retry, not hold the DAG's only active run
-    default_args={
-        "owner": "data-platform",
-        "retries": 2,
-        "retry_delay": timedelta(minutes=1),
-        "execution_timeout": timedelta(hours=1),
-    },
-    tags=["transform", "warehouse"],
+    **dag_defaults(
+        retries=2, retry_delay=timedelta(minutes=1), execution_timeout=timedelta(hours=1)
+    ),
     project_config=dbt_airflow.project_config(),
     profile_config=dbt_airflow.profile_config(),
     execution_config=dbt_airflow.execution_config(),
     render_config=RenderConfig(load_method=LoadMode.DBT_MANIFEST, test_behavior=TestBehavior.BUILD),
-    # the marts' Assets are declared below; cosmos's own need OpenLineage to be installed
+    # the marts' Assets are attached below; cosmos's own need OpenLineage to be installed
     operator_args={"emit_datasets": False},
 )
 
 # A mart's Asset is updated by its task, a `dbt build` of the model and its tests.
 for mart in dbt_airflow.mart_models():
-    transform.task_dict[f"{mart}_model_build"].outlets.append(orchestration.mart_asset(mart))
+    transform.task_dict[f"{mart}_model_build"].outlets.append(mart_asset(mart))
 
 # The mart gate, after every dbt task: the feeds read only marts it let through.
 dbt_leaves = [t for t in transform.tasks if not t.downstream_task_ids]
@@ -70,7 +65,7 @@ dbt_leaves = [t for t in transform.tasks if not t.downstream_task_ids]
 @task(
     task_id="validate_marts",
     multiple_outputs=False,
-    outlets=[orchestration.MARTS_VALIDATED],
+    outlets=[MARTS_VALIDATED],
     dag=transform,
 )
 def validate_marts() -> dict[str, Any]:

@@ -10,17 +10,16 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import jsonschema
 import pytest
 import yaml
 
-from analytics_hub.settings import module_host_variable
+from analytics_hub.settings import module_host_variable, project_root
 from analytics_hub.sources import MODULES
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = project_root()
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 SCHEMA_FILE = ROOT / "tests" / "fixtures" / "compose-spec.json"
 
@@ -164,8 +163,24 @@ def test_airflow_image_and_dockerfile_agree(services: dict[str, Any]) -> None:
     assert f"FROM apache/airflow:{AIRFLOW_VERSION}-python3.11" in dockerfile
     requirements = (ROOT / "requirements.txt").read_text()
     assert f"apache-airflow=={AIRFLOW_VERSION}\n" in requirements
-    images = {services[name]["image"] for name in AIRFLOW_SERVICES | {"simulators"}}
+    images = {services[name]["image"] for name in AIRFLOW_SERVICES}
     assert len(images) == 1, images
+    targets = {services[name]["build"]["target"] for name in AIRFLOW_SERVICES}
+    assert targets == {"product"}, targets
+
+
+def test_the_simulators_run_the_dev_stage_of_the_same_dockerfile(services: dict[str, Any]) -> None:
+    """The product's image holds no dev harness (tests/test_layering.py); the simulators
+    run the Dockerfile's ``dev`` stage, the product's image plus ``dev/``."""
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert re.search(r"^FROM \S+ AS product$", dockerfile, re.MULTILINE)
+    assert re.search(r"^FROM product AS dev$", dockerfile, re.MULTILINE)
+    assert "COPY --chown=airflow:0 dev " in dockerfile.split(" AS dev\n", 1)[1]
+    simulators = services["simulators"]
+    airflow_build = services["airflow-scheduler"]["build"]
+    assert simulators["build"] == {**airflow_build, "target": "dev"}
+    assert simulators["image"] != services["airflow-scheduler"]["image"]
+    assert simulators["entrypoint"] == ["python", "-m", "simulators"]
 
 
 def test_airflow_connections(services: dict[str, Any]) -> None:

@@ -1,15 +1,15 @@
 """The dbt project as Airflow sees it, for the DAGs that run dbt with astronomer-cosmos.
 
-Imported by DAG files only (it imports cosmos). dbt runs from its own virtualenv
-(``.venv-dbt``, or ``HUB_DBT_EXECUTABLE``) against the Airflow connection ``hub_warehouse``;
-the DAGs are rendered from the compiled manifest (``dbt_project/target/manifest.json``,
-written by ``make setup``), so parsing them runs no dbt.
+Imported by DAG files only (it imports cosmos). The project is ``HUB_DBT_PROJECT_DIR``
+(default the checkout's ``dbt_project``); dbt runs from its own virtualenv (``.venv-dbt``,
+or ``HUB_DBT_EXECUTABLE``) against the Airflow connection ``hub_warehouse``; the DAGs are
+rendered from the compiled manifest (``target/manifest.json``, written by ``make setup``),
+so parsing them runs no dbt.
 """
 
 from __future__ import annotations
 
 import json
-import os
 from functools import cache
 from pathlib import Path
 
@@ -17,16 +17,16 @@ from cosmos import ExecutionConfig, ProfileConfig, ProjectConfig
 from cosmos.profiles import PostgresUserPasswordProfileMapping
 
 from analytics_hub import orchestration
-from analytics_hub.stack.net import project_root
+from analytics_hub.settings import load_settings
 
-DBT_PROJECT = project_root() / "dbt_project"
+DBT_PROJECT = load_settings().dbt_project_dir
 MANIFEST = DBT_PROJECT / "target" / "manifest.json"
 PROFILE_NAME = "llm_analytics_hub"
 
 
 def dbt_executable() -> Path:
     """The dbt of the project's own virtualenv, unless ``HUB_DBT_EXECUTABLE`` names another."""
-    return Path(os.environ.get("HUB_DBT_EXECUTABLE", project_root() / ".venv-dbt" / "bin" / "dbt"))
+    return load_settings().dbt_executable
 
 
 def project_config() -> ProjectConfig:

@@ -1,9 +1,9 @@
-"""What Airflow needs from the hub: Assets, connection lookups and task entry points.
+"""What the DAGs' tasks run: connection lookups and task entry points.
 
-DAG files stay thin: they call the functions here, which resolve Airflow connections
+DAG files stay thin: their tasks call the functions here, which resolve Airflow connections
 into explicit arguments and then call the stage modules (``ingest``...), which know
-nothing of Airflow. Everything here runs inside a task, never at DAG parse time,
-except building Asset objects (pure data).
+nothing of Airflow. Everything here runs inside a task, never at DAG parse time. What the
+DAGs are declared with (defaults, params, tags, Assets) is ``dag_glue``'s.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
-from airflow.sdk import Asset, Connection
+from airflow.sdk import Connection
 from airflow.sdk.exceptions import AirflowNotFoundException
 from psycopg.conninfo import make_conninfo
 
@@ -21,7 +21,7 @@ from analytics_hub.connectors import Endpoint, ModuleClient
 from analytics_hub.fx import FxRates
 from analytics_hub.ingest import ingest_window
 from analytics_hub.lake import APPROVED, Lake, Zone
-from analytics_hub.settings import ConfigurationError, HubSettings, load_settings
+from analytics_hub.settings import ConfigurationError, HubSettings, load_settings, quality_url
 from analytics_hub.sources import MODULES, Module, get_module
 from analytics_hub.windows import (
     Window,
@@ -30,15 +30,6 @@ from analytics_hub.windows import (
 
 LAKE_CONN_ID = "hub_lake"
 PSEUDONYM_CONN_ID = "hub_pseudonym_key"
-
-
-def lake_asset(module: str, entity: str) -> Asset:
-    """The Asset that a landed window of one entity updates; downstream DAGs schedule on it."""
-    return Asset(
-        name=f"lake.normalized.{module}.{entity}",
-        uri=f"hub-lake://normalized/{module}/{entity}",
-        group="lake",
-    )
 
 
 LANDED_WINDOW_KEYS = ("window_start", "window_end", "landed", "dead_lettered")
@@ -195,14 +186,13 @@ def validate_landed(module_name: str, entity_name: str, window: Window) -> dict[
     """
     from airflow.sdk.exceptions import AirflowFailException
 
-    from analytics_hub.quality.config import load_gate_settings, quality_url
     from analytics_hub.quality.gate import TRANSIENT_BLOCKS, WindowBlockedError, validate_window
     from analytics_hub.quality.store import open_store
 
     module = get_module(module_name)
     entity = module.entity(entity_name)
     settings = settings_from_airflow()
-    gate = load_gate_settings()
+    gate = settings.quality
     lake = Lake.from_settings(settings)
     current_path = lake.path(Zone.MANIFESTS, module.name, entity.name, window)
     with _window_lease(module, entity.name, window):
@@ -236,9 +226,6 @@ def validate_landed(module_name: str, entity_name: str, window: Window) -> dict[
         return lake.read_json(current_path)
 
 
-LAKE_REPLAYED = Asset(name="lake.replayed", uri="hub-lake://replayed", group="lake")
-
-
 def prune_lake_versions(*, dry_run: bool = False) -> list[str]:
     """Delete the lake's replaced and never-published versions older than
     ``HUB_LAKE_KEEP_REPLACED_DAYS``; returns what went (or would go)."""
@@ -268,23 +255,6 @@ def replay_dead_letters(module_name: str, entity_name: str, window: Window) -> d
 
 
 WAREHOUSE_CONN_ID = "hub_warehouse"
-WAREHOUSE_LANDING = Asset(
-    name="warehouse.landing", uri="hub-warehouse://landing", group="warehouse"
-)
-
-
-def mart_asset(model: str) -> Asset:
-    """The Asset of a dbt mart (``analytics.<model>``), updated once the model passed its tests."""
-    return Asset(
-        name=f"warehouse.marts.{model}", uri=f"hub-warehouse://analytics/{model}", group="warehouse"
-    )
-
-
-# Updated once the mart gate passed (or only warned) on what a transform run built: the feeds
-# schedule on it, never on a single mart's Asset.
-MARTS_VALIDATED = Asset(
-    name="warehouse.marts.validated", uri="hub-warehouse://analytics/validated", group="warehouse"
-)
 
 
 def warehouse_conninfo() -> str:
@@ -398,13 +368,12 @@ def validate_marts() -> dict[str, Any]:
     """
     from airflow.sdk.exceptions import AirflowFailException
 
-    from analytics_hub.quality.config import load_gate_settings, quality_url
     from analytics_hub.quality.mart_gate import MartsBlockedError
     from analytics_hub.quality.mart_gate import validate_marts as run_mart_gate
     from analytics_hub.quality.store import open_store
 
     settings = settings_from_airflow()
-    gate = load_gate_settings()
+    gate = settings.quality
     store = open_store(quality_url(settings, gate), settings, gate.work_dir)
     try:
         result = run_mart_gate(warehouse_conninfo(), store=store, settings=gate)

@@ -13,8 +13,8 @@ is on the wire, so the client's encoding overlaps the server's parsing and memor
 flat in the size of the window. Two renderings:
 
 - binary COPY (the default where every column allows it): tuples assembled with NumPy
-  from the Arrow buffers; PostgreSQL reads them at about 1.6x the speed of CSV because
-  it parses no timestamps, numbers or quotes;
+  from the Arrow buffers; PostgreSQL reads them faster than CSV because it parses no
+  timestamps, numbers or quotes;
 - CSV (for ``numeric`` money, or on request): Arrow's writer quotes every string value
   and writes a null as an empty unquoted field, which is exactly what ``COPY (format
   csv)`` reads as null, so an empty string stays empty and a null stays null.
@@ -211,8 +211,8 @@ def ensure_landing_tables(
 
     Idempotent. A column added to the source table since the table was created is added to
     it (nullable); nothing is dropped or retyped. Existing tables are only altered when a
-    column is missing or ``_loaded_at`` has the old default; otherwise this takes no
-    exclusive lock on the tables of a running load.
+    column is missing or ``_loaded_at``'s default is not the statement's time; otherwise
+    this takes no exclusive lock on the tables of a running load.
     """
     tables: list[str] = []
     with conn.transaction(), conn.cursor() as cursor:
@@ -291,7 +291,7 @@ def _ensure_table(cursor: Any, module: Module, entity: Entity) -> str:
     # dbt's incremental builds read the rows landed since their last build, and its key tests
     # the newest load's (max(_loaded_at), which only a B-tree answers without a scan). The
     # rows of a load share one _loaded_at, appended at the index's right edge: cheap to keep.
-    # A BRIN index of the same name (the hub's before) is replaced once.
+    # An index of that name of another kind is replaced by a B-tree.
     cursor.execute(
         "select am.amname from pg_index i join pg_class c on c.oid = i.indexrelid"
         " join pg_am am on am.oid = c.relam"
@@ -318,9 +318,9 @@ def _ensure_table(cursor: Any, module: Module, entity: Entity) -> str:
 
 
 def _ensure_loaded_at_default(cursor: Any, table: sql.Identifier, name: str) -> None:
-    """Tables created before the load stamped its COPY's time (``default now()``, the
-    transaction's start) get the statement's: altered once, as a table's default is
-    altered under an exclusive lock."""
+    """A table whose ``_loaded_at`` default is not the statement's time (``now()`` is the
+    transaction's start, before the load holds its lock) gets it; altered only then, as a
+    table's default is altered under an exclusive lock."""
     cursor.execute(
         "select pg_get_expr(d.adbin, d.adrelid) from pg_attrdef d"
         " join pg_attribute a on a.attrelid = d.adrelid and a.attnum = d.adnum"
@@ -383,7 +383,7 @@ def load_window(
     (``window_lock_key``), so a concurrent load, gate or replay of the window waits. The
     landing table must exist (``ensure_landing_tables``).
 
-    ``copy_format``: ``binary`` (PostgreSQL parses it at 1.6x the speed of CSV), ``csv``,
+    ``copy_format``: ``binary`` (PostgreSQL parses it faster than CSV), ``csv``,
     or ``auto``: binary unless a column has a type only CSV carries (``numeric``).
     """
     started = time.perf_counter()

@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -24,6 +23,7 @@ from hypothesis.database import DirectoryBasedExampleDatabase
 from analytics_hub import parse
 from analytics_hub.fx import FxRates
 from analytics_hub.normalize import ROW, normalize
+from analytics_hub.settings import project_root
 from analytics_hub.sources import TAG_KEYS, Entity, Field, Kind, Module, get_module
 
 KEY = b"fuzz-pseudonym-key"
@@ -35,9 +35,7 @@ FUZZ = settings(
     derandomize=IN_CI,
     database=None
     if IN_CI
-    else DirectoryBasedExampleDatabase(
-        str(Path(__file__).resolve().parents[2] / ".local" / "hypothesis-fuzz-pages")
-    ),
+    else DirectoryBasedExampleDatabase(str(project_root() / ".local" / "hypothesis-fuzz-pages")),
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 

@@ -1,4 +1,5 @@
-"""A bad entry of a page or chunk is a fault of its own; the other entries are read as before."""
+"""A bad entry of a page or chunk is a fault of its own; the other entries are read as Polars
+reads a clean page in one pass."""
 
 from __future__ import annotations
 
@@ -40,7 +41,7 @@ def page(*entries: bytes, token: bytes = b"null") -> bytes:
 
 
 def one_pass(body: bytes) -> pl.DataFrame:
-    """How a page was read before bad entries were told apart: Polars alone, in one pass."""
+    """The reference reading of a clean page: Polars alone, in one pass."""
     frame = pl.read_ndjson(io.BytesIO(body), schema=parse._page_schema(VIOLATIONS))
     records = frame.select(pl.col("data").explode()).drop_nulls().unnest("data")
     return records.with_row_index(ROW)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import re
 
-from analytics_hub.settings import PROJECT_ROOT
+from analytics_hub.settings import project_root
 from analytics_hub.sources import MODULES, Kind, both_casings, fields_markdown
 
-WIRE_CONTRACT = PROJECT_ROOT / "docs" / "wire-contract.md"
+WIRE_CONTRACT = project_root() / "docs" / "wire-contract.md"
 
 
 def test_the_wire_contract_shows_the_source_tables_fields() -> None:

@@ -32,8 +32,7 @@ from analytics_hub.ingest import Manifest, deadletter_schema, normalized_schema
 from analytics_hub.lake import APPROVED, Lake, Zone, new_version
 from analytics_hub.normalize import output_schema
 from analytics_hub.pipeline import Pipeline
-from analytics_hub.quality.config import load_gate_settings
-from analytics_hub.settings import HubSettings, load_settings
+from analytics_hub.settings import HubSettings, load_gate_settings, load_settings
 from analytics_hub.sources import COSTOPS, MODULES, OBSERVATORY, TAG_KEYS, Entity, Module
 from analytics_hub.warehouse import (
     LandingSchemaError,
@@ -327,11 +326,11 @@ def test_every_entity_of_every_module_gets_its_table_and_window_index(
     assert landing_columns(COSTS)["cost_usd"] == "numeric(38,6)"
 
 
-def test_a_load_stamps_its_rows_when_its_copy_runs_and_an_old_default_is_replaced(
+def test_a_load_stamps_its_rows_when_its_copy_runs_and_another_default_is_replaced(
     conn: psycopg.Connection[Any],
 ) -> None:
     """`_loaded_at` is the time of the statement that writes the rows, after the load's
-    lock, not of its transaction's start; a table from before gets that default once."""
+    lock, not of its transaction's start; a table with another default gets this one, once."""
     table = landing_table("observatory", "metrics")
     default = (
         "select pg_get_expr(adbin, adrelid) from pg_attrdef join pg_attribute"

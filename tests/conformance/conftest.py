@@ -7,11 +7,11 @@ from collections.abc import Iterator
 
 import pytest
 
-from analytics_hub.stack.airflow_env import warehouse_connection_env
-from analytics_hub.stack.postgres import PrivatePostgres
 from conformance.checks import environment
 from conformance.harness import connections
 from conformance.server import ConformanceServer
+from hub_dev.airflow_env import warehouse_connection_env
+from hub_dev.postgres import PrivatePostgres
 
 
 @pytest.fixture(scope="session")

@@ -23,13 +23,13 @@ from typing import Any
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from analytics_hub.stack.airflow_env import warehouse_connection_env
-from analytics_hub.stack.postgres import PrivatePostgres
 from conformance.checks import Findings, environment, land_and_check
 from conformance.contract import BY_ID, ENTITIES
 from conformance.harness import connections
 from conformance.server import ConformanceServer
 from conformance.worlds import window_worlds
+from hub_dev.airflow_env import warehouse_connection_env
+from hub_dev.postgres import PrivatePostgres
 
 
 def diagnose(entity_ids: list[str], examples: int) -> dict[str, tuple[int, str]]:

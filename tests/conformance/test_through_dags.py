@@ -16,7 +16,6 @@ import json
 import os
 import secrets
 import shutil
-import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
@@ -28,9 +27,14 @@ import psycopg
 import pytest
 
 from analytics_hub.lake import Lake
-from analytics_hub.main_job import per_entity
 from analytics_hub.settings import load_settings
-from analytics_hub.stack.airflow_env import (
+from conformance.checks import CATEGORIES, Findings, compare_lake, describe
+from conformance.contract import ENTITIES, SERVICES
+from conformance.harness import connections
+from conformance.marts import expected_marts
+from conformance.server import ConformanceServer
+from conformance.worlds import World, big_world
+from hub_dev.airflow_env import (
     airflow_env,
     dags_test,
     dags_test_many,
@@ -38,19 +42,13 @@ from analytics_hub.stack.airflow_env import (
     migrate_once,
     serialize_dags,
 )
-from analytics_hub.stack.postgres import PrivatePostgres
-from conformance.checks import CATEGORIES, Findings, compare_lake, describe
-from conformance.contract import ENTITIES, SERVICES
-from conformance.harness import connections
-from conformance.marts import expected_marts
-from conformance.server import ConformanceServer
-from conformance.worlds import World, big_world
+from hub_dev.dbt import DbtRunner
+from hub_dev.main_job import per_entity
+from hub_dev.postgres import PrivatePostgres
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(1500)]
 
 START, END = datetime(2026, 11, 24, 6, tzinfo=UTC), datetime(2026, 11, 24, 7, tzinfo=UTC)
-PROJECT = Path(__file__).resolve().parents[2]
-DBT, DBT_PROJECT = PROJECT / ".venv-dbt" / "bin" / "dbt", PROJECT / "dbt_project"
 CI_DAG_SEED = 2240966460
 CONF = {"window_start": "2026-11-24T06:00:00Z", "window_end": "2026-11-24T07:00:00Z"}
 
@@ -159,34 +157,12 @@ class Run:
             self.failures["load_warehouse"] = failure_excerpt(result)
         # The marts are the dbt project's, built by a bare `dbt build` of it rather than
         # by the transform DAG: what reading a module gets right or wrong is decided before
-        # dbt, and the DAG runs the same project model by model, minutes slower.
+        # dbt, and the DAG runs the same project model by model, a dbt process each.
         started = time.monotonic()
-        build = subprocess.run(
-            [
-                str(DBT),
-                "build",
-                "--project-dir",
-                str(DBT_PROJECT),
-                "--profiles-dir",
-                str(DBT_PROJECT),
-                # its own, not the project's target/: cosmos renders the DAGs of tests
-                # running beside this one from the manifest there
-                "--target-path",
-                str(root / "target"),
-                "--log-path",
-                str(root / "logs"),
-            ],
-            env=os.environ
-            | {
-                "HUB_WAREHOUSE_HOST": pg.host,
-                "HUB_WAREHOUSE_PORT": str(pg.port),
-                "HUB_WAREHOUSE_USER": pg.user,
-                "HUB_WAREHOUSE_DB": database,
-            },
-            capture_output=True,
-            text=True,
-            check=False,
-        )
+        # its own target/, not the project's: cosmos renders the DAGs of tests running
+        # beside this one from the manifest there
+        dbt = DbtRunner(self.dsn, target_path=root / "target", log_path=root / "logs")
+        build = dbt.run("build", check=False)
         self.seconds["dbt build"] = round(time.monotonic() - started)
         if build.returncode != 0:
             self.failures["dbt build"] = build.stdout[-6000:]

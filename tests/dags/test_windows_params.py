@@ -7,7 +7,6 @@ by recorders: what is checked is which windows reach them.
 from __future__ import annotations
 
 from datetime import timedelta
-from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -17,10 +16,11 @@ from airflow.sdk.definitions.taskgroup import MappedTaskGroup
 from airflow.sdk.exceptions import AirflowFailException
 
 from analytics_hub import orchestration
+from analytics_hub.settings import project_root
 from analytics_hub.sources import MODULES
 from analytics_hub.windows import Window
 
-DAGS_FOLDER = Path(__file__).resolve().parents[2] / "dags"
+DAGS_FOLDER = project_root() / "dags"
 TWO_HOURS = {"window_start": "2026-11-24T06:00:00Z", "window_end": "2026-11-24T08:00:00Z"}
 
 

@@ -36,13 +36,12 @@ from analytics_hub import warehouse
 from analytics_hub.connectors import Endpoint, ModuleClient
 from analytics_hub.lake import Lake, Zone
 from analytics_hub.pipeline import Pipeline
-from analytics_hub.quality.config import load_gate_settings
-from analytics_hub.settings import HubSettings, load_settings
+from analytics_hub.settings import HubSettings, load_gate_settings, load_settings, project_root
 from analytics_hub.sources import MODULES
-from analytics_hub.stack.s3 import MotoS3Server
 from analytics_hub.windows import Window
+from hub_dev.s3 import MotoS3Server
 
-PROJECT = Path(__file__).resolve().parents[2]
+PROJECT = project_root()
 WINDOW = Window(datetime(2026, 11, 25, 10, tzinfo=UTC), datetime(2026, 11, 25, 11, tzinfo=UTC))
 POLICY = MODULES["policy"]
 VIOLATIONS = POLICY.entity("violations")

@@ -31,7 +31,6 @@ import pytest
 from analytics_hub.lake import Lake
 from analytics_hub.quality.gate import WindowBlockedError
 from analytics_hub.settings import HubSettings
-from analytics_hub.stack.s3 import MotoS3Server
 from faults.bad_upstream import BadUpstream, Request, json_page, listing
 from faults.support import (
     PATH,
@@ -57,6 +56,7 @@ from faults.support import (
     wait_for,
 )
 from faults.tcp_proxy import TcpProxy
+from hub_dev.s3 import MotoS3Server
 
 pytestmark = pytest.mark.integration
 

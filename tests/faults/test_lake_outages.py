@@ -30,7 +30,6 @@ from analytics_hub import warehouse
 from analytics_hub.lake import Lake, Zone
 from analytics_hub.pipeline import Pipeline
 from analytics_hub.settings import HubSettings
-from analytics_hub.stack.s3 import MotoS3Server
 from faults.bad_upstream import BadUpstream, listing
 from faults.support import (
     PATH,
@@ -55,6 +54,7 @@ from faults.support import (
     violations,
 )
 from faults.tcp_proxy import TcpProxy
+from hub_dev.s3 import MotoS3Server
 
 pytestmark = pytest.mark.integration
 

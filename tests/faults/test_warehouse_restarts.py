@@ -23,7 +23,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import subprocess
 import tempfile
 import threading
 from collections.abc import Iterator
@@ -36,14 +35,11 @@ import pytest
 from analytics_hub import warehouse
 from analytics_hub.connectors import Endpoint, ModuleClient
 from analytics_hub.lake import Lake
-from analytics_hub.stack.net import free_port
-from analytics_hub.stack.postgres import PrivatePostgres
 from analytics_hub.windows import Window
 from faults.bad_upstream import BadUpstream, listing
 from faults.support import (
     PATH,
     POLICY,
-    PROJECT,
     VIOLATIONS,
     WINDOW,
     keys,
@@ -54,10 +50,12 @@ from faults.support import (
     violations,
     wait_for,
 )
+from hub_dev.dbt import DbtRunner
+from hub_dev.net import free_port
+from hub_dev.postgres import PrivatePostgres
 
 pytestmark = pytest.mark.integration
 
-DBT = PROJECT / ".venv-dbt" / "bin" / "dbt"
 MODELS = ("--select", "+fct_violations", "agg_violations_hourly")
 LANDING = warehouse.landing_table(POLICY.name, VIOLATIONS.name)
 STALL_AT = 1_500
@@ -191,45 +189,6 @@ def test_a_crash_mid_copy_leaves_the_old_rows_and_the_retry_loads_once(
 # --- a dbt build ----------------------------------------------------------------------------
 
 
-class Dbt:
-    def __init__(self, pg: PrivatePostgres, name: str, root: Path) -> None:
-        self.pg, self.name, self.root = pg, name, root
-
-    def start(self, *args: str) -> subprocess.Popen[str]:
-        env = os.environ | {
-            "HUB_WAREHOUSE_HOST": self.pg.host,
-            "HUB_WAREHOUSE_PORT": str(self.pg.port),
-            "HUB_WAREHOUSE_USER": self.pg.user,
-            "HUB_WAREHOUSE_DB": self.name,
-            "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
-        }
-        project = str(PROJECT / "dbt_project")
-        return subprocess.Popen(
-            [
-                str(DBT),
-                *args,
-                "--project-dir",
-                project,
-                "--profiles-dir",
-                project,
-                "--target-path",
-                str(self.root / "target"),
-                "--log-path",
-                str(self.root / "logs"),
-            ],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-
-    def run(self, *args: str) -> str:
-        process = self.start(*args)
-        output, _ = process.communicate(timeout=600)
-        assert process.returncode == 0, output[-6000:]
-        return output
-
-
 def fact_rows(dsn: str) -> list[tuple[str, str]]:
     with psycopg.connect(dsn) as conn:
         rows = conn.execute(
@@ -244,7 +203,9 @@ def hourly_violations(dsn: str) -> int:
     return int(row[0]) if row and row[0] is not None else 0
 
 
-def crash_inside(pg: PrivatePostgres, dbt: Dbt, dsn: str, relation: str) -> tuple[str, int, str]:
+def crash_inside(
+    pg: PrivatePostgres, dbt: DbtRunner, dsn: str, relation: str
+) -> tuple[str, int, str]:
     """Start a build, let it block on ``relation`` (the test holds it in SHARE mode, which
     every write waits for) and crash the server then; returns the statement that was
     waiting, and dbt's exit code and output."""
@@ -279,7 +240,9 @@ def test_a_crash_mid_build_changes_nothing_and_the_rebuild_counts_each_once(
     pg: PrivatePostgres, module_server: BadUpstream, tmp_path: Path
 ) -> None:
     dsn = database(pg, "faults_dbt")
-    dbt = Dbt(pg, "faults_dbt", tmp_path / "dbt")
+    dbt = DbtRunner(
+        dsn, target_path=tmp_path / "dbt" / "target", log_path=tmp_path / "dbt" / "logs"
+    )
     landed = Landed(module_server, tmp_path)
     first = WINDOW
     second = Window(WINDOW.end, WINDOW.end + (WINDOW.end - WINDOW.start))

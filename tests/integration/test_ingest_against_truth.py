@@ -1,9 +1,9 @@
 """Every entity of every module, pulled over HTTP from the simulator, equals its ground truth.
 
-These run the stage function the DAG tasks call (``ingest_window``) against a real
-simulator process and a real lake (a local directory here; the S3 path has its own test).
-They read the version the stage wrote (``Lake.staged_path``) as it wrote it: the lake gate,
-which audits and publishes it, has tests of its own.
+These run the land stage (``Pipeline.stage``: ``ingest_window``, the function the land
+tasks call) against a real simulator process and a real lake (a local directory here; the
+S3 path has its own test). They read the version the stage wrote (``Lake.staged_path``) as
+it wrote it: the lake gate, which audits and publishes it, has tests of its own.
 """
 
 from __future__ import annotations
@@ -18,13 +18,13 @@ import polars as pl
 import pyarrow.parquet as pq
 import pytest
 
-from analytics_hub.connectors import Endpoint, ModuleClient
-from analytics_hub.fx import FxRates
-from analytics_hub.ingest import Manifest, ingest_window
+from analytics_hub.ingest import Manifest
 from analytics_hub.lake import Lake, Zone
+from analytics_hub.pipeline import Pipeline
 from analytics_hub.settings import load_settings
 from analytics_hub.sources import MODULES, Entity, Kind, Module
 from analytics_hub.windows import Window
+from hub_dev.local_hub import simulator_endpoints
 from simulators import SimulatorConfig, SimulatorProcess, compute_truth
 
 WINDOW = Window(datetime(2026, 11, 25, 10, tzinfo=UTC), datetime(2026, 11, 25, 12, tzinfo=UTC))
@@ -56,20 +56,10 @@ def truth_name(entity: Entity) -> str:
     return entity.path.rstrip("/").rsplit("/", 1)[1]
 
 
-def ingest(sim: Any, module: Module, entity: Entity, lake: Lake, **kw: Any) -> Manifest:
-    settings = load_settings(http_max_backoff_seconds=2.0)
-    endpoint = Endpoint(sim.module_url(module.name), f"sim-{module.name}-token")
-    with ModuleClient(module, endpoint, settings) as client:
-        return ingest_window(
-            module,
-            entity,
-            kw.pop("window", WINDOW),
-            client=client,
-            lake=lake,
-            rates=FxRates.load(),
-            pseudonym_key=KEY,
-            **kw,
-        )
+def ingest(sim: Any, module: Module, entity: Entity, hub: Pipeline, **kw: Any) -> Manifest:
+    endpoint = simulator_endpoints(sim.url, [module.name])[module.name]
+    with hub.client(module, endpoint) as client:
+        return hub.stage(client, entity, kw.pop("window", WINDOW), **kw)
 
 
 def staged(lake: Lake, manifest: Manifest, zone: Zone = Zone.NORMALIZED) -> pl.DataFrame:
@@ -85,16 +75,19 @@ def files(root: Path) -> list[Path]:
     return sorted(p.relative_to(root) for p in root.rglob("*") if p.is_file())
 
 
-def local_lake(tmp_path: Path) -> Lake:
-    return Lake.from_settings(load_settings(lake_url=str(tmp_path / "lake")))
+def local_hub(root: Path) -> Pipeline:
+    """A pipeline on a lake in ``root`` (its gate's history beside it: the stage writes none)."""
+    settings = load_settings(lake_url=str(root / "lake"), http_max_backoff_seconds=2.0)
+    return Pipeline.from_settings(settings, pseudonym_key=KEY)
 
 
 @pytest.mark.parametrize(("module", "entity"), WITH_TRUTH, ids=IDS)
 def test_clean_window_equals_truth(
     clean_sim: Any, module: Module, entity: Entity, tmp_path: Path
 ) -> None:
-    lake = local_lake(tmp_path)
-    manifest = ingest(clean_sim, module, entity, lake)
+    hub = local_hub(tmp_path)
+    lake = hub.lake
+    manifest = ingest(clean_sim, module, entity, hub)
     truth = compute_truth(CLEAN, module.name, truth_name(entity), WINDOW.start, WINDOW.end)
     rows = staged(lake, manifest)
 
@@ -131,8 +124,9 @@ def test_clean_window_equals_truth(
 def test_chaos_balances_and_dead_letters_every_malformed_record(
     chaos_sim: Any, module: Module, entity: Entity, tmp_path: Path
 ) -> None:
-    lake = local_lake(tmp_path)
-    manifest = ingest(chaos_sim, module, entity, lake)
+    hub = local_hub(tmp_path)
+    lake = hub.lake
+    manifest = ingest(chaos_sim, module, entity, hub)
     truth = compute_truth(CHAOS, module.name, truth_name(entity), WINDOW.start, WINDOW.end)
 
     assert manifest.balanced
@@ -155,8 +149,9 @@ def test_chaos_balances_and_dead_letters_every_malformed_record(
 def test_late_records_keep_their_true_event_time(chaos_sim: Any, tmp_path: Path) -> None:
     module = MODULES["sentinel"]
     entity = module.entity("security_events")
-    lake = local_lake(tmp_path)
-    manifest = ingest(chaos_sim, module, entity, lake)
+    hub = local_hub(tmp_path)
+    lake = hub.lake
+    manifest = ingest(chaos_sim, module, entity, hub)
     truth = compute_truth(CHAOS, "sentinel", "security-events", WINDOW.start, WINDOW.end)
     rows = staged(lake, manifest)
     late = rows.filter(pl.col("event_time") < pl.col("ingested_at") - timedelta(hours=2))
@@ -170,10 +165,11 @@ def test_rerunning_a_window_stages_the_same_state_again(clean_sim: Any, tmp_path
     and nothing current (that is the gate's to publish), is touched."""
     module = MODULES["costops"]
     entity = module.entity("cost_records")
-    lake = local_lake(tmp_path)
-    first = ingest(clean_sim, module, entity, lake)
+    hub = local_hub(tmp_path)
+    lake = hub.lake
+    first = ingest(clean_sim, module, entity, hub)
     files_before = files(tmp_path)
-    second = ingest(clean_sim, module, entity, lake)
+    second = ingest(clean_sim, module, entity, hub)
     files_after = files(tmp_path)
 
     assert first.version < second.version
@@ -196,10 +192,11 @@ def test_rerunning_a_window_stages_the_same_state_again(clean_sim: Any, tmp_path
 def test_adjacent_windows_add_up_to_the_whole(clean_sim: Any, tmp_path: Path) -> None:
     module = MODULES["observatory"]
     entity = module.entity("metrics")
-    lake = local_lake(tmp_path)
+    hub = local_hub(tmp_path)
+    lake = hub.lake
     middle = WINDOW.start + timedelta(minutes=45)
     parts = [Window(WINDOW.start, middle), Window(middle, WINDOW.end)]
-    manifests = [ingest(clean_sim, module, entity, lake, window=w) for w in parts]
+    manifests = [ingest(clean_sim, module, entity, hub, window=w) for w in parts]
     landed_parts = sum(manifest.landed for manifest in manifests)
     rows = pl.concat([staged(lake, manifest) for manifest in manifests])
     truth = compute_truth(CLEAN, "observatory", "metrics", WINDOW.start, WINDOW.end)
@@ -210,10 +207,14 @@ def test_adjacent_windows_add_up_to_the_whole(clean_sim: Any, tmp_path: Path) ->
 def test_paged_and_bulk_pulls_land_the_same_rows(clean_sim: Any, tmp_path: Path) -> None:
     module = MODULES["observatory"]
     entity = module.entity("metrics")
-    paged, bulk = local_lake(tmp_path / "paged"), local_lake(tmp_path / "bulk")
+    paged, bulk = local_hub(tmp_path / "paged"), local_hub(tmp_path / "bulk")
     by_page = ingest(clean_sim, module, entity, paged, bulk=False)
     in_bulk = ingest(clean_sim, module, entity, bulk, bulk=True)
-    assert staged(paged, by_page).sort("event_id").equals(staged(bulk, in_bulk).sort("event_id"))
+    assert (
+        staged(paged.lake, by_page)
+        .sort("event_id")
+        .equals(staged(bulk.lake, in_bulk).sort("event_id"))
+    )
 
 
 def test_an_unbalanced_batch_fails_loudly_and_publishes_nothing(
@@ -231,7 +232,7 @@ def test_an_unbalanced_batch_fails_loudly_and_publishes_nothing(
     monkeypatch.setattr(ingest_module, "normalize", losing_one_row)
     module = MODULES["policy"]
     entity = module.entity("violations")
-    lake = local_lake(tmp_path)
+    hub = local_hub(tmp_path)
     with pytest.raises(ingest_module.BalanceError, match=r"pulled \d+ != landed"):
-        ingest(clean_sim, module, entity, lake)
+        ingest(clean_sim, module, entity, hub)
     assert files(tmp_path) == []  # not even a staged version: nothing for a gate to audit

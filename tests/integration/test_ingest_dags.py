@@ -35,7 +35,8 @@ import pytest
 from analytics_hub.lake import Lake, Zone
 from analytics_hub.settings import load_settings
 from analytics_hub.sources import MODULES
-from analytics_hub.stack.airflow_env import (
+from analytics_hub.windows import Window, scheduled_windows
+from hub_dev.airflow_env import (
     airflow_env,
     connections_env,
     dags_test_many,
@@ -43,9 +44,8 @@ from analytics_hub.stack.airflow_env import (
     migrate_once,
     serialize_dags,
 )
-from analytics_hub.stack.postgres import PrivatePostgres
-from analytics_hub.stack.s3 import MotoS3Server
-from analytics_hub.windows import Window, scheduled_windows
+from hub_dev.postgres import PrivatePostgres
+from hub_dev.s3 import MotoS3Server
 from simulators import DEFAULT_VOLUME, SimulatorConfig, SimulatorProcess, compute_truth
 
 # 18 `airflow dags test` runs (each module thrice, in two processes a time): minutes

@@ -19,17 +19,17 @@ from typing import Any
 import pytest
 
 from analytics_hub.lake import APPROVED, Lake
-from analytics_hub.main_job import (
+from analytics_hub.settings import load_module_hosts, load_settings
+from analytics_hub.windows import Window
+from hub_dev.airflow_env import migrate_once
+from hub_dev.local_hub import local_stack_env
+from hub_dev.main_job import (
     ingest_and_check,
     per_entity,
     report_manifests,
     simulator_config,
 )
-from analytics_hub.settings import load_module_hosts, load_settings
-from analytics_hub.stack.airflow_env import migrate_once
-from analytics_hub.stack.local_hub import local_stack_env
-from analytics_hub.stack.postgres import PrivatePostgres
-from analytics_hub.windows import Window
+from hub_dev.postgres import PrivatePostgres
 from simulators import SimulatorConfig, SimulatorProcess, compute_truth
 
 WINDOW = Window.parse("2026-11-24T06:00:00Z", "2026-11-24T07:00:00Z")

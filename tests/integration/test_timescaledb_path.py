@@ -14,8 +14,6 @@ drops), and after a late re-pull into a compressed chunk built incrementally.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -26,21 +24,17 @@ import pytest
 from asset_states import ASSET_FACTS, deliver_asset_state, facts_off_their_asset_state
 
 from analytics_hub import warehouse
-from analytics_hub.connectors import Endpoint, ModuleClient
-from analytics_hub.lake import Lake
 from analytics_hub.pipeline import Pipeline
-from analytics_hub.quality.config import load_gate_settings
-from analytics_hub.settings import load_settings
-from analytics_hub.sources import MODULES
-from analytics_hub.stack.postgres import PrivatePostgres
-from analytics_hub.stack.timescale_wasm import PgliteTimescale
+from analytics_hub.settings import load_gate_settings, load_settings
 from analytics_hub.windows import Window
+from hub_dev.dbt import DbtRunner
+from hub_dev.local_hub import simulator_endpoints
+from hub_dev.postgres import PrivatePostgres
+from hub_dev.timescale_wasm import PgliteTimescale
 from simulators import SimulatorConfig, SimulatorProcess
 
 pytestmark = pytest.mark.integration
 
-PROJECT = Path(__file__).resolve().parents[2]
-DBT = PROJECT / ".venv-dbt" / "bin" / "dbt"
 CONFIG = SimulatorConfig(seed=21, chaos=0.3, stall_seconds=0.0, fault_rate=0.0)
 # Retention and compression act on times relative to now, so the windows are too. They stay
 # out of the simulator's quiet night hours (00:00-06:00 UTC), whose registry windows may
@@ -60,35 +54,16 @@ class Target:
 
     def __init__(self, name: str, dsn: str, root: Path, threads: int):
         self.name, self.dsn, self.root = name, dsn, root
-        info = psycopg.conninfo.conninfo_to_dict(dsn)
-        self.env = os.environ | {
-            "HUB_WAREHOUSE_HOST": str(info["host"]),
-            "HUB_WAREHOUSE_PORT": str(info["port"]),
-            "HUB_WAREHOUSE_USER": str(info["user"]),
-            "HUB_WAREHOUSE_DB": str(info["dbname"]),
-            "HUB_DBT_THREADS": str(threads),
-        }
-        self.env.pop("HUB_WAREHOUSE_KIND", None)
+        self.runner = DbtRunner(
+            dsn,
+            target_path=root / name / "target",
+            log_path=root / name / "logs",
+            # detected, whatever the environment forces
+            env={"HUB_DBT_THREADS": str(threads), "HUB_WAREHOUSE_KIND": None},
+        )
 
     def dbt(self, *args: str, env: dict[str, str] | None = None) -> str:
-        result = subprocess.run(
-            [
-                str(DBT),
-                *args,
-                "--project-dir",
-                str(PROJECT / "dbt_project"),
-                "--profiles-dir",
-                str(PROJECT / "dbt_project"),
-                "--target-path",
-                str(self.root / self.name / "target"),
-                "--log-path",
-                str(self.root / self.name / "logs"),
-            ],
-            env=self.env | (env or {}),
-            capture_output=True,
-            text=True,
-            check=False,
-        )
+        result = self.runner.run(*args, env=env, check=False)
         assert result.returncode == 0, f"{self.name}: dbt {args}\n{result.stdout[-6000:]}"
         return result.stdout
 
@@ -125,13 +100,10 @@ def marts(target: Target, materialized: str | None = None) -> list[str]:
     )
 
 
-def load(lake: Lake, targets: list[Target], windows: list[Window]) -> None:
+def load(hub: Pipeline, targets: list[Target], windows: list[Window]) -> None:
     for target in targets:
         with psycopg.connect(target.dsn, autocommit=True) as conn:
-            warehouse.ensure_landing_tables(conn)
-            for module in MODULES.values():
-                for window in windows:
-                    warehouse.load_windows(conn, lake, module, window)
+            hub.load(conn, windows)
 
 
 def assert_same_marts(postgres: Target, timescale: Target) -> None:
@@ -147,35 +119,28 @@ def assert_same_marts(postgres: Target, timescale: Target) -> None:
 @pytest.fixture(scope="module")
 def warehouses(
     private_pg: PrivatePostgres, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[tuple[Target, Target, Lake]]:
+) -> Iterator[tuple[Target, Target, Pipeline]]:
     root = tmp_path_factory.mktemp("two-warehouses")
     hub = Pipeline.from_settings(
         load_settings(lake_url=str(root / "lake")),
         load_gate_settings(work_dir=str(root / "work")),
         pseudonym_key=b"k",
     )
-    lake = hub.lake
-    settings = load_settings()
-    with SimulatorProcess(CONFIG) as sim:
-        for module in MODULES.values():
-            endpoint = Endpoint(sim.module_url(module.name), f"sim-{module.name}-token")
-            with ModuleClient(module, endpoint, settings) as client:
-                for window in (EXPIRED, COMPRESSED, RECENT):
-                    for entity in module.entities:  # loaded below, into both warehouses
-                        hub.land(client, entity, window)
+    with SimulatorProcess(CONFIG) as sim:  # landed only: loaded below, into both warehouses
+        hub.run(simulator_endpoints(sim.url), [EXPIRED, COMPRESSED, RECENT])
     private_pg.create_database("warehouse_paths")
     with PgliteTimescale() as pglite:
         # PGlite serves one connection at a time: dbt gets one thread there
         postgres = Target("postgres", private_pg.dsn("warehouse_paths"), root, threads=2)
         timescale = Target("timescaledb", pglite.dsn, root, threads=1)
-        load(lake, [postgres, timescale], [EXPIRED, COMPRESSED])
+        load(hub, [postgres, timescale], [EXPIRED, COMPRESSED])
         for target in (postgres, timescale):
             target.dbt("build")
-        yield postgres, timescale, lake
+        yield postgres, timescale, hub
 
 
 def test_warehouse_kind_is_detected_and_can_be_forced(
-    warehouses: tuple[Target, Target, Lake],
+    warehouses: tuple[Target, Target, Pipeline],
 ) -> None:
     postgres, timescale, _ = warehouses
     assert "warehouse_kind: postgres" in postgres.dbt("run-operation", "warehouse_info")
@@ -187,7 +152,7 @@ def test_warehouse_kind_is_detected_and_can_be_forced(
 
 
 def test_facts_are_hypertables_by_day_with_the_seed_indexes(
-    warehouses: tuple[Target, Target, Lake],
+    warehouses: tuple[Target, Target, Pipeline],
 ) -> None:
     _, timescale, _ = warehouses
     hypertables = dict(
@@ -222,7 +187,7 @@ def test_facts_are_hypertables_by_day_with_the_seed_indexes(
 
 
 def test_rollups_are_continuous_aggregates_on_timescaledb_and_tables_on_postgres(
-    warehouses: tuple[Target, Target, Lake],
+    warehouses: tuple[Target, Target, Pipeline],
 ) -> None:
     postgres, timescale, _ = warehouses
     aggregates = {
@@ -243,16 +208,16 @@ def test_rollups_are_continuous_aggregates_on_timescaledb_and_tables_on_postgres
 
 
 def test_both_paths_give_the_same_facts_and_rollups(
-    warehouses: tuple[Target, Target, Lake],
+    warehouses: tuple[Target, Target, Pipeline],
 ) -> None:
     postgres, timescale, _ = warehouses
     assert_same_marts(postgres, timescale)
 
 
 def test_retention_compression_and_a_late_repull_keep_both_paths_equal(
-    warehouses: tuple[Target, Target, Lake],
+    warehouses: tuple[Target, Target, Pipeline],
 ) -> None:
-    postgres, timescale, lake = warehouses
+    postgres, timescale, hub = warehouses
     expired_day = EXPIRED.start.date()
     before = postgres.rows(
         "select bucket, requests from analytics.agg_model_latency_daily"
@@ -278,7 +243,7 @@ def test_retention_compression_and_a_late_repull_keep_both_paths_equal(
     assert compressed[0][0] >= 1, "the compression job compressed no chunk"
 
     # a late re-pull into the compressed chunk, and a new window, merged incrementally
-    load(lake, [postgres, timescale], [COMPRESSED, RECENT])
+    load(hub, [postgres, timescale], [COMPRESSED, RECENT])
     for target in (postgres, timescale):
         target.dbt("build")
     assert_same_marts(postgres, timescale)
@@ -293,7 +258,7 @@ def test_retention_compression_and_a_late_repull_keep_both_paths_equal(
 
 
 def test_an_asset_state_delivered_late_reaches_compressed_facts_on_both_paths(
-    warehouses: tuple[Target, Target, Lake],
+    warehouses: tuple[Target, Target, Pipeline],
 ) -> None:
     """A registry state delivered after its facts were merged (and, on TimescaleDB,
     compressed) updates them alike on both paths (`refresh_asset_columns`)."""

@@ -10,7 +10,6 @@ again.
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
@@ -30,20 +29,18 @@ from asset_states import ASSET_FACTS, deliver_asset_state, facts_off_their_asset
 from psycopg.rows import dict_row
 
 from analytics_hub import warehouse
-from analytics_hub.connectors import Endpoint, ModuleClient
 from analytics_hub.lake import Lake, Zone
 from analytics_hub.pipeline import Pipeline
-from analytics_hub.quality.config import load_gate_settings
-from analytics_hub.settings import load_settings
+from analytics_hub.settings import load_gate_settings, load_settings
 from analytics_hub.sources import MODULES
-from analytics_hub.stack.postgres import PrivatePostgres
 from analytics_hub.windows import Window
+from hub_dev.dbt import DbtRunner
+from hub_dev.local_hub import simulator_endpoints
+from hub_dev.postgres import PrivatePostgres
 from simulators import SimulatorConfig, SimulatorProcess, compute_records, compute_truth
 
 pytestmark = pytest.mark.integration
 
-PROJECT = Path(__file__).resolve().parents[2]
-DBT = PROJECT / ".venv-dbt" / "bin" / "dbt"
 START = datetime(2026, 11, 23, 10, tzinfo=UTC)
 WINDOWS = [
     Window(START, START + timedelta(hours=1)),
@@ -113,65 +110,30 @@ class Warehouse:
             pseudonym_key=b"k",
         )
         self.lake: Lake = self.pipeline.lake
+        self.dbt_runner = DbtRunner(self.dsn, target_path=root / "target", log_path=root / "logs")
 
     def ingest_and_load(self, windows: list[Window]) -> None:
         """Pull the windows of every module (the lake gate audits and publishes each), and
         load them."""
-        settings = load_settings()
         with psycopg.connect(self.dsn, autocommit=True) as conn:
-            warehouse.ensure_landing_tables(conn)
-            for module in MODULES.values():
-                endpoint = Endpoint(self.sim.module_url(module.name), f"sim-{module.name}-token")
-                with ModuleClient(module, endpoint, settings) as client:
-                    for window in windows:
-                        self.pipeline.land_and_load(client, conn, window)
+            self.pipeline.run(simulator_endpoints(self.sim.url), windows, conn)
 
     def load(self, windows: list[Window]) -> None:
         """Load the windows of every module from the lake, where the gate approved them
         already: the same rows as pulling them again, without paying the pull and the gate
         for every warehouse."""
         with psycopg.connect(self.dsn, autocommit=True) as conn:
-            warehouse.ensure_landing_tables(conn)
-            for module in MODULES.values():
-                for window in windows:
-                    warehouse.load_windows(conn, self.lake, module, window)
+            self.pipeline.load(conn, windows)
 
     def dbt_build(self, *extra: str) -> None:
-        result = self.dbt("build", *extra)
-        assert result.returncode == 0, result.stdout[-6000:]
+        self.dbt_runner.run("build", *extra)
 
     def dbt(self, command: str, *extra: str) -> subprocess.CompletedProcess[str]:
-        process = self.dbt_process(command, *extra)
-        stdout, _ = process.communicate()
-        return subprocess.CompletedProcess(process.args, process.returncode, stdout, "")
+        return self.dbt_runner.run(command, *extra, check=False)
 
     def dbt_process(self, command: str, *extra: str) -> subprocess.Popen[str]:
         """dbt started, not waited for (its output: stdout, stderr merged into it)."""
-        env = os.environ | {
-            "HUB_WAREHOUSE_HOST": self.pg.host,
-            "HUB_WAREHOUSE_PORT": str(self.pg.port),
-            "HUB_WAREHOUSE_USER": self.pg.user,
-            "HUB_WAREHOUSE_DB": self.database,
-        }
-        return subprocess.Popen(
-            [
-                str(DBT),
-                command,
-                "--project-dir",
-                str(PROJECT / "dbt_project"),
-                "--profiles-dir",
-                str(PROJECT / "dbt_project"),
-                "--target-path",
-                str(self.root / "target"),
-                "--log-path",
-                str(self.root / "logs"),
-                *extra,
-            ],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
+        return self.dbt_runner.start(command, *extra)
 
     def query(self, sql: str) -> list[dict[str, Any]]:
         with psycopg.connect(self.dsn) as conn, conn.cursor(row_factory=dict_row) as cursor:

@@ -5,14 +5,14 @@ from __future__ import annotations
 import runpy
 import subprocess
 import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
 
+from analytics_hub.settings import project_root
 from analytics_hub.sources import MODULES
 
-DAGS = Path(__file__).resolve().parents[2] / "dags"
+DAGS = project_root() / "dags"
 
 
 @pytest.fixture(scope="module")

@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import great_expectations.expectations as gxe
 import orjson
 import polars as pl
 import pyarrow.parquet as pq
@@ -24,14 +25,14 @@ from analytics_hub.connectors import Endpoint, ModuleClient
 from analytics_hub.ingest import Manifest, ingest_window
 from analytics_hub.lake import Lake, Zone
 from analytics_hub.pipeline import Pipeline
-from analytics_hub.quality.config import GateSettings, load_gate_settings
 from analytics_hub.quality.gate import GateResult, WindowBlockedError
 from analytics_hub.quality.store import QualityStore
-from analytics_hub.settings import HubSettings, load_settings
-from analytics_hub.sources import MODULES, Entity, Module
-from analytics_hub.stack.airflow_env import WAREHOUSE_CONN_ENV, warehouse_connection_env
-from analytics_hub.stack.postgres import PrivatePostgres
+from analytics_hub.quality.suites import SANE_MAXIMUM, WINDOW_TIMES, expectations
+from analytics_hub.settings import GateSettings, HubSettings, load_gate_settings, load_settings
+from analytics_hub.sources import MODULES, Entity, Kind, Module
 from analytics_hub.windows import Window
+from hub_dev.airflow_env import WAREHOUSE_CONN_ENV, warehouse_connection_env
+from hub_dev.postgres import PrivatePostgres
 from simulators import SimulatorConfig, SimulatorProcess, compute_truth
 
 pytestmark = pytest.mark.integration
@@ -167,17 +168,17 @@ def test_a_chaotic_window_passes_and_its_dead_letters_are_the_simulators_malform
 def test_row_failures_quarantine_exactly_the_bad_rows(
     sim: Any, hub: Hub, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    hub.land(sim, SENTINEL, SECURITY)
-    landed = hub.frame(Zone.NORMALIZED, SENTINEL, SECURITY, staged=True)
-    before = hub.manifest(SENTINEL, SECURITY, staged=True)
+    assert OBSERVATORY.delivery == "at-most-once"  # ingest keeps its repeated keys
+    hub.land(sim, OBSERVATORY, METRICS)
+    landed = hub.frame(Zone.NORMALIZED, OBSERVATORY, METRICS, staged=True)
+    before = hub.manifest(OBSERVATORY, METRICS, staged=True)
     ids = landed["event_id"].to_list()
     broken = (
-        corrupt(landed, "severity_score", [3, 17], 11.0)  # the contract's range is 0-10
-        .pipe(corrupt, "threat_level", [5], "apocalyptic")  # not an accepted value
+        corrupt(landed, "ingested_at", [3, 17], WINDOW.start - timedelta(hours=1))  # not pulled
         .pipe(corrupt, "event_time", [8], datetime(2026, 11, 26, tzinfo=UTC))  # the future
         .pipe(corrupt, "event_id", [21], ids[22])  # a key seen twice: both copies go
     )
-    hub.rewrite(SENTINEL, SECURITY, broken)
+    hub.rewrite(OBSERVATORY, METRICS, broken)
 
     class WorkerDiedError(Exception):
         pass
@@ -189,32 +190,32 @@ def test_row_failures_quarantine_exactly_the_bad_rows(
     with monkeypatch.context() as patch:
         patch.setattr(hub.lake, "publish", dies)
         with pytest.raises(WorkerDiedError):
-            hub.validate(SENTINEL, SECURITY)
-    assert not hub.published(SENTINEL, SECURITY)
-    result = hub.manifest(SENTINEL, SECURITY, staged=True)["quality"]
+            hub.validate(OBSERVATORY, METRICS)
+    assert not hub.published(OBSERVATORY, METRICS)
+    result = hub.manifest(OBSERVATORY, METRICS, staged=True)["quality"]
 
-    bad = [ids[3], ids[17], ids[5], ids[8], ids[22], ids[22]]
+    bad = [ids[3], ids[17], ids[8], ids[22], ids[22]]
     assert result["status"] == "quarantined"
     assert result["quarantined"] == len(bad)
 
     # the re-run finishes the publish of the audited version: it does not audit it again,
     # so no dead letter is written twice and the verdict stays the one it got
-    again = hub.validate(SENTINEL, SECURITY)
+    again = hub.validate(OBSERVATORY, METRICS)
     assert (again.status, again.quarantined) == ("quarantined", len(bad))
-    assert hub.published(SENTINEL, SECURITY)
+    assert hub.published(OBSERVATORY, METRICS)
 
-    dead = hub.frame(Zone.DEADLETTER, SENTINEL, SECURITY)
+    dead = hub.frame(Zone.DEADLETTER, OBSERVATORY, METRICS)
     gate_letters = dead.filter(pl.col("reason_code").str.starts_with("expectation:"))
     assert sorted(gate_letters["record_id"].to_list()) == sorted(bad)
     reasons = dict(gate_letters.select("record_id", "reason").iter_rows())
-    assert reasons[ids[3]] == "expectation:expect_column_values_to_be_between:severity_score"
-    assert reasons[ids[5]] == "expectation:expect_column_values_to_be_in_set:threat_level"
+    assert reasons[ids[3]] == "expectation:expect_column_values_to_be_between:ingested_at"
+    assert reasons[ids[8]] == "expectation:expect_column_values_to_be_between:event_time"
     assert reasons[ids[22]] == "expectation:expect_column_values_to_be_unique:event_id"
-    kept = hub.frame(Zone.NORMALIZED, SENTINEL, SECURITY)
+    kept = hub.frame(Zone.NORMALIZED, OBSERVATORY, METRICS)
     assert kept.height == landed.height - len(bad)
     assert not set(bad) & set(kept["event_id"].to_list())
 
-    manifest = hub.manifest(SENTINEL, SECURITY)
+    manifest = hub.manifest(OBSERVATORY, METRICS)
     assert manifest["balanced"]
     assert manifest["landed"] == before["landed"] - len(bad)
     assert manifest["dead_lettered"] == before["dead_lettered"] + len(bad)
@@ -246,7 +247,8 @@ def test_block_stops_with_the_failed_expectation_and_a_sample(sim: Any, tmp_path
     hub.land(sim, SENTINEL, SECURITY)
     landed = hub.frame(Zone.NORMALIZED, SENTINEL, SECURITY, staged=True)
     too_many = list(range(0, landed.height, 10))  # 10 % of the rows
-    hub.rewrite(SENTINEL, SECURITY, corrupt(landed, "mitigation_status", too_many, "ignored"))
+    before = WINDOW.start - timedelta(hours=1)  # ingested before the window they came in
+    hub.rewrite(SENTINEL, SECURITY, corrupt(landed, "ingested_at", too_many, before))
 
     with pytest.raises(WindowBlockedError) as blocked:
         hub.validate(SENTINEL, SECURITY)
@@ -257,6 +259,36 @@ def test_block_stops_with_the_failed_expectation_and_a_sample(sim: Any, tmp_path
     assert hub.frame(Zone.NORMALIZED, SENTINEL, SECURITY, staged=True).height == landed.height
     assert hub.manifest(SENTINEL, SECURITY, staged=True)["quality"]["status"] == "blocked"
     assert not hub.published(SENTINEL, SECURITY)
+
+
+def test_the_suites_hold_no_rule_normalization_already_enforces() -> None:
+    """Normalization dead-letters a record that lacks a required field, has a value outside
+    a closed vocabulary or out of its range, and ingest drops a redelivering module's
+    repeated keys: none of that can fail at the gate, so no suite checks it again."""
+    for module in MODULES.values():
+        for entity in module.entities:
+            found = expectations(module, entity)
+            kinds = {type(e).__name__ for e in found}
+            assert not kinds & {"ExpectColumnValuesToNotBeNull", "ExpectColumnValuesToBeInSet"}
+            bounded = {
+                (e.column, e.meta["rule"])
+                for e in found
+                if isinstance(e, gxe.ExpectColumnValuesToBeBetween)
+            }
+            money = {m.output for m in entity.money}
+            for column, rule in bounded:  # times, plausible maxima and money only
+                assert column in money | set(SANE_MAXIMUM) | set(WINDOW_TIMES) | {
+                    f.name for f in entity.all_fields if f.kind is Kind.TIMESTAMP
+                }, (module.name, entity.name, column, rule)
+                assert rule != "the contract's range"
+            unique = [
+                e
+                for e in found
+                if isinstance(
+                    e, gxe.ExpectColumnValuesToBeUnique | gxe.ExpectCompoundColumnsToBeUnique
+                )
+            ]
+            assert len(unique) == (module.delivery == "at-most-once"), (module.name, entity.name)
 
 
 def test_schema_drift_blocks(sim: Any, hub: Hub) -> None:
@@ -353,7 +385,8 @@ def test_the_gate_on_an_s3_lake(sim: Any, s3_lake_env: Any, tmp_path: Path) -> N
     hub = Hub(settings, load_gate_settings(work_dir=str(tmp_path / "work")))
     hub.land(sim, SENTINEL, SECURITY)
     landed = hub.frame(Zone.NORMALIZED, SENTINEL, SECURITY, staged=True)
-    hub.rewrite(SENTINEL, SECURITY, corrupt(landed, "security_type", [2], "rumour"))
+    future = datetime(2026, 11, 26, tzinfo=UTC)
+    hub.rewrite(SENTINEL, SECURITY, corrupt(landed, "event_time", [2], future))
 
     result = hub.validate(SENTINEL, SECURITY)
 

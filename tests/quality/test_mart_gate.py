@@ -1,7 +1,9 @@
 """The mart gate against a tiny marts schema in a real PostgreSQL, built by hand (no dbt).
 
-The rollups are filled from their facts with the dbt macros' own aggregation, so a clean
-set reconciles; each test then breaks one thing and names the expectation it must trip.
+The marts' tables are made from their contracts and the suites from their tests, both read
+from the dbt project's manifest (``dbt parse``). The rollups are filled from their facts
+with the dbt macros' own aggregation, so a clean set reconciles; each test then breaks one
+thing and names the expectation it must trip.
 A later build is simulated by adding fact rows with the `_loaded_at` their loads gave them
 and filling the rollups again: what the gate checks follows those stamps, from each mart's
 watermark, whatever the clock says.
@@ -22,17 +24,16 @@ from typing import Any
 import psycopg
 import pytest
 
-from analytics_hub.quality.config import load_gate_settings, quality_url
 from analytics_hub.quality.mart_gate import (
     WATERMARKS,
     MartGateResult,
     MartsBlockedError,
     validate_marts,
 )
-from analytics_hub.quality.mart_suites import MARTS
+from analytics_hub.quality.mart_suites import load_marts
 from analytics_hub.quality.store import QualityStore, open_store
 from analytics_hub.quality.summary import validation_summary
-from analytics_hub.settings import load_settings
+from analytics_hub.settings import load_gate_settings, load_settings, quality_url
 
 pytestmark = pytest.mark.integration
 
@@ -44,14 +45,6 @@ CHECKED = (
     "agg_costs_hourly",
     "agg_budget_burn_monthly",
 )
-SQL_TYPE = {
-    "TEXT": "text",
-    "BIGINT": "bigint",
-    "DOUBLE PRECISION": "double precision",
-    "NUMERIC": "numeric",
-    "TIMESTAMP WITH TIME ZONE": "timestamptz",
-    "BOOLEAN": "boolean",
-}
 BUCKET = "date_bin(interval '1 hour', {}, timestamptz '2000-01-03 00:00:00+00')"
 
 FACT_ROWS = """
@@ -118,23 +111,29 @@ from month, spend;
 """
 
 
-def _create_table(name: str) -> str:
+def _create_table(manifest: Path, name: str) -> str:
+    """The mart's table as its contract declares it (what dbt builds)."""
     columns = ",\n".join(
-        f"{column} {SQL_TYPE[types[0]]}"
-        + (" not null default now()" if column == "_loaded_at" else "")
-        for column, types in MARTS[name].columns.items()
+        f"{column} {data_type}" + (" not null default now()" if column == "_loaded_at" else "")
+        for column, data_type in load_marts(manifest)[name].columns.items()
     )
     return f"create table analytics.{name} (\n{columns}\n);"
 
 
 @pytest.fixture
-def marts(new_database: Callable[[str], str]) -> str:
-    """A warehouse with the checked marts, clean: the rollups reconcile with their facts."""
+def marts(
+    new_database: Callable[[str], str], dbt_manifest: Path, monkeypatch: pytest.MonkeyPatch
+) -> str:
+    """A warehouse with the checked marts, clean: the rollups reconcile with their facts.
+
+    The gate finds their manifest where the DAGs' settings say (HUB_DBT_PROJECT_DIR).
+    """
+    monkeypatch.setenv("HUB_DBT_PROJECT_DIR", str(dbt_manifest.parent.parent))
     dsn = new_database("marts")
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute("create schema analytics")
         for name in CHECKED:
-            conn.execute(_create_table(name))
+            conn.execute(_create_table(dbt_manifest, name))
         conn.execute(FACT_ROWS)
         conn.execute(ROLLUPS)
     return dsn
@@ -226,10 +225,10 @@ def test_blocking_failures_raise_naming_the_expectation_and_rows(
     message = str(blocked.value)
     # a value outside the contract, with the keys of the rows that hold it
     assert "fct_cost_records: range:cost_usd (1 unexpected rows)" in message
-    assert "{'cost_record_id': 'cost-2', 'cost_usd': '-1.5'}" in message
+    assert "{'cost_record_id': 'cost-2', 'cost_usd': '-1.500000'}" in message
     # mart totals against fact totals, with the buckets that differ
     assert "reconcile:agg_costs_hourly.cost_usd=fct_cost_records.sum(cost_usd)" in message
-    assert "'mart_total': '3.51', 'fact_total': '3.50'" in message
+    assert "'mart_total': '3.510000', 'fact_total': '3.500000'" in message
     assert "reconcile:agg_model_latency_hourly.requests=fct_requests.count(*)" in message
     assert "'mart_total': None, 'fact_total': 3" in message
     assert "reconcile:agg_budget_burn_monthly.spend_usd=fct_cost_records.sum(cost_usd)" in message
@@ -327,7 +326,7 @@ def test_a_build_run_hours_after_its_loads_is_checked_and_a_bad_row_blocks(
 
     message = str(blocked.value)
     assert "fct_cost_records: range:cost_usd (1 unexpected rows)" in message
-    assert "{'cost_record_id': 'late-2', 'cost_usd': '-2'}" in message
+    assert "{'cost_record_id': 'late-2', 'cost_usd': '-2.000000'}" in message
     costs = _checked(blocked.value.result, "fct_cost_records")
     assert (costs["after"], costs["through"], costs["rows"]) == (
         checked_through.astimezone(UTC).isoformat(),
@@ -457,7 +456,7 @@ def test_a_mart_first_seen_empty_is_checked_whole_next_time(
     _build(marts, "old-", 1.0, -1.0, loaded_ago="30 days")
     with pytest.raises(MartsBlockedError) as blocked:
         _gate(marts, store, marts=("fct_cost_records",))
-    assert "{'cost_record_id': 'old-2', 'cost_usd': '-1'}" in str(blocked.value)
+    assert "{'cost_record_id': 'old-2', 'cost_usd': '-1.000000'}" in str(blocked.value)
     assert _checked(blocked.value.result, "fct_cost_records")["after"] is None
 
 

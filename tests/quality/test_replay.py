@@ -27,9 +27,8 @@ from analytics_hub.connectors import Endpoint, ModuleClient
 from analytics_hub.ingest import ingest_window
 from analytics_hub.lake import Lake, Zone
 from analytics_hub.pipeline import Pipeline
-from analytics_hub.quality.config import load_gate_settings
 from analytics_hub.replay import ReplayResult, replay_window
-from analytics_hub.settings import load_settings
+from analytics_hub.settings import load_gate_settings, load_settings
 from analytics_hub.sources import MODULES, Entity
 from analytics_hub.windows import Window
 from simulators import SimulatorConfig, SimulatorProcess, compute_truth

@@ -22,9 +22,8 @@ from analytics_hub import warehouse
 from analytics_hub.connectors import Endpoint, ModuleClient
 from analytics_hub.lake import Lake, PublishError, Zone
 from analytics_hub.pipeline import Pipeline
-from analytics_hub.quality.config import load_gate_settings
 from analytics_hub.quality.gate import WindowBlockedError
-from analytics_hub.settings import HubSettings, load_settings
+from analytics_hub.settings import HubSettings, load_gate_settings, load_settings
 from analytics_hub.sources import MODULES
 from analytics_hub.windows import Window
 from simulators import SimulatorConfig, SimulatorProcess

@@ -21,8 +21,8 @@ from zoneinfo import ZoneInfo
 from simulators.fx import FX_TABLE_PATH
 from simulators.specs import DURATION_SUFFIXES, MODULE_SPECS, VERSIONS, EntitySpec, Field
 
-# The hub's field policy (/tmp/field_policy.md, docs/wire-contract.md): required fields,
-# open vocabularies, defaults. Everything else is optional.
+# The hub's field policy (docs/wire-contract.md): required fields, open vocabularies,
+# defaults. Everything else is optional.
 REQUIRED: dict[tuple[str, str], set[str]] = {
     ("registry", "events"): {"asset_id"},
     ("registry", "assets"): {"asset_id", "updated_at"},

@@ -6,7 +6,7 @@
     On an incremental build, only the states still valid at the new rows' earliest time
     take part: the join hashes on asset_id and then checks the time against each state of
     the asset, so without that bound its cost would grow with every state the registry
-    has ever had (30 states an asset in the transform benchmark after 30 days).
+    has ever had.
     The bound reads `fact` a second time, so PostgreSQL materializes a CTE passed as `fact`
     (writes all its rows out, to disk past work_mem) unless it is declared
     `as not materialized`: right for a plain read of staging (fct_requests), not for a
@@ -17,7 +17,7 @@
         on assets.asset_id = {{ fact }}.asset_id
         and {{ fact }}.{{ time_column }} >= assets.valid_from
         and {{ fact }}.{{ time_column }} < assets.valid_to
-        {%- if is_incremental() %}
+        {%- if fact_is_incremental() %}
         and assets.valid_to > (select min({{ time_column }}) from {{ fact }})
         {%- endif %}
 {% endmacro %}
@@ -57,8 +57,7 @@
     The states loaded within var('asset_state_lookback') before the watermark are applied
     again: one loaded while the last build ran, after dim_assets was built and before the
     fact read its new rows, is older than the watermark but was not joined. That re-checks
-    only the facts those few states cover, where a lookback on the fact itself re-merged
-    every row of the last hour (a large deployment's 4 M).
+    only the facts those few states cover, not every fact row loaded within the lookback.
 
     With no state new to the fact (most hours), nothing runs: the states are counted first.
 -#}

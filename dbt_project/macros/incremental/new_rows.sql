@@ -13,7 +13,7 @@
     a subquery's unknown value makes it scan all of history.
 -#}
 {% macro new_rows(loaded_at='_loaded_at') %}
-    {% if is_incremental() %}
+    {% if fact_is_incremental() %}
         where {{ loaded_at }} > {{ newest(this) if execute
                                    else '(select max(_loaded_at) from ' ~ this ~ ')' }}
     {% endif %}
@@ -42,13 +42,13 @@
     and ranked.
 -#}
 {% macro keys_with_new_rows(key, landed) %}
-    {% if is_incremental() %}
+    {% if fact_is_incremental() %}
         where {{ key }} = any(array(select {{ key }} from {{ landed }} {{ new_rows() }}))
     {% endif %}
 {% endmacro %}
 
 {#-
-    An incremental model's landing locks: SHARE on the landing tables it reads (its sources,
+    A fact's landing locks: SHARE on the landing tables it reads (its sources,
     through staging views and ephemeral intermediates), taken just before it reads them.
     That waits for the loads in flight on them to commit, and holds back new loads until the
     read commits, so that the `_loaded_at` watermark (`new_rows`) needs no lookback: see the
@@ -58,7 +58,7 @@
     once at a time), and take no lock. '' for anything else.
 -#}
 {% macro lock_loaded_tables() %}
-    {%- if not execute or model is not defined or model.config.materialized != 'incremental' -%}
+    {%- if not execute or model is not defined or model.config.materialized != 'fact' -%}
         {{ return('') }}
     {%- endif -%}
     {%- set found = namespace(level=model.depends_on.nodes | list, tables=[]) -%}
@@ -79,54 +79,4 @@
     {%- endfor -%}
     {%- if found.tables | length == 0 -%}{{ return('') }}{%- endif -%}
     {{ return('lock table ' ~ (found.tables | unique | sort | join(', ')) ~ ' in share mode;') }}
-{% endmacro %}
-
-{#-
-    dbt-postgres's CREATE TABLE AS, which an incremental model's build reads its new rows
-    with (into its temp table, or into the table on its first build), preceded by the
-    model's landing locks in the same statement string. The profile's autocommit sends no
-    BEGIN, so the string is the transaction (an implicit one): the locks are held while the
-    rows are read, and released when they have been.
-    A fact on PostgreSQL keeps its new rows in a table of its schema (`keeps_new_rows`): one
-    that a failed build left is dropped first.
--#}
-{% macro postgres__create_table_as(temporary, relation, sql) -%}
-    {%- set kept = temporary and is_kept_new_rows(relation) %}
-    {%- if kept %}
-    drop table if exists {{ relation }};
-    {%- endif %}
-    {{ lock_loaded_tables() }}
-    {{ dbt.postgres__create_table_as(temporary and not kept, relation, sql) }}
-{%- endmacro %}
-
-{#-
-    PostgreSQL facts (incremental_strategy='hub_merge'): the build writes its new rows to
-    `<fact>__new_rows`, a table of the fact's schema, where dbt would write a temporary table.
-    A partition that the merge rebuilds whole and that takes nearly all the new rows then
-    takes that table as it stands, with the partition's old rows added to it
-    (`adopt_new_rows`), so the rows of a big hour are written once, not into a temporary
-    table and again into the partition. (A temporary table cannot
-    become a partition of a permanent one.) The merge drops it when no partition takes it.
-    Builds of one fact run one at a time (the transform DAG runs once at a time), so one name
-    serves.
--#}
-{% macro keeps_new_rows() %}
-    {{ return(execute and model is defined and model.config.materialized == 'incremental'
-              and model.config.get('incremental_strategy') == 'hub_merge'
-              and warehouse_kind() == 'postgres') }}
-{% endmacro %}
-
-{#- Whether `relation`, an incremental build's temp relation, is the new rows' table that
-    `postgres__make_temp_relation` kept in the fact's schema: dbt's temporary relations have
-    no schema. Decided once, there; read from the relation everywhere else. -#}
-{% macro is_kept_new_rows(relation) %}
-    {{ return(relation.schema is not none) }}
-{% endmacro %}
-
-{% macro postgres__make_temp_relation(base_relation, suffix) %}
-    {%- if keeps_new_rows() -%}
-        {{ return(base_relation.incorporate(
-            path={'identifier': base_relation.identifier ~ '__new_rows'})) }}
-    {%- endif -%}
-    {{ return(dbt.postgres__make_temp_relation(base_relation, suffix)) }}
 {% endmacro %}

@@ -1,10 +1,10 @@
 {#-
-    Storage of the fact tables, declared in each fact's config:
+    Storage of the fact tables (materialized='fact'), declared in each fact's config:
 
         meta={'fact': {'module': 'observatory', 'time_column': 'event_time',
                        'index_by': [['asset_id'], ['asset_id', 'model_id']]}}
 
-    and applied by the post-hook `fact_storage()` (a no-op once in place):
+    and put in place by the materialization at the end of every build (a no-op once there):
     - TimescaleDB: a hypertable chunked by day, with compression of chunks older than
       var('compress_after') and the module's retention (var('retention')) as policies.
     - PostgreSQL: a table partitioned by day (`<table>_pYYYYMMDD`), or by hour
@@ -49,11 +49,6 @@
         ) }}
     {%- endif -%}
     {{ return(span) }}
-{% endmacro %}
-
-{% macro fact_storage() %}
-    {%- if not execute -%}{{ return('') }}{%- endif -%}
-    {{ return(warehouse_dispatch('fact_storage')(this, fact_settings())) }}
 {% endmacro %}
 
 {#- The column lists of a fact's indexes: the seed's (time desc), (<index_by...>, time desc)
@@ -122,7 +117,8 @@
     {{ fact_indexes(relation, fact) }}
 {% endmacro %}
 
-{#- PostgreSQL: is `relation` a partitioned table (not a plain one from before partitioning)? -#}
+{#- PostgreSQL: is `relation` a partitioned table (not a plain one that fact_storage
+    has yet to partition)? -#}
 {% macro is_partitioned(relation) %}
     {{ return(run_query(
         "select relkind = 'p' from pg_class where oid = '" ~ relation ~ "'::regclass"

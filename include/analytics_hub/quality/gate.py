@@ -36,10 +36,10 @@ import pyarrow.parquet as pq
 from analytics_hub.ingest import deadletter_schema, normalized_schema
 from analytics_hub.lake import APPROVED, PUBLISH_ORDER, Lake, Zone
 from analytics_hub.normalize import UTC_TS
-from analytics_hub.quality.config import GateSettings
 from analytics_hub.quality.history import fresh_after, volume_band
 from analytics_hub.quality.store import QualityStore
 from analytics_hub.quality.suites import expectation_name, pandas_frame
+from analytics_hub.settings import GateSettings
 from analytics_hub.sources import Entity, Module
 from analytics_hub.windows import Window
 

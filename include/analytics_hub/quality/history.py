@@ -20,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 from croniter import croniter  # type: ignore[import-untyped]
 
 from analytics_hub.lake import Lake, Zone
-from analytics_hub.quality.config import GateSettings
+from analytics_hub.settings import GateSettings
 from analytics_hub.sources import Entity, Module
 from analytics_hub.windows import Window
 

@@ -1,6 +1,7 @@
 """The mart gate: after dbt, before any feed goes out, validate what the builds added.
 
-For every mart (``mart_suites``), one checkpoint run validates its schema suite against the
+For every mart (``mart_suites``: its suites are generated from the dbt manifest, i.e. the
+mart's contract and tests), one checkpoint run validates its schema suite against the
 table and its rows suite against the rows the builds added since the gate last let the
 mart through, so the cost follows what the builds brought, not the size of history, and
 a build that runs late (an outage) is checked all the same. A rollup's totals are
@@ -40,6 +41,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import great_expectations as gx
@@ -53,13 +55,14 @@ from psycopg import conninfo as pg_conninfo
 from psycopg import sql
 from sqlalchemy.engine import URL
 
-from analytics_hub.quality.config import GateSettings
 from analytics_hub.quality.gate import SAMPLE_ROWS, Failure, exception_message
 from analytics_hub.quality.mart_suites import (
-    MARTS,
     SCHEMA,
     LoadedRange,
     Mart,
+    chosen,
+    load_marts,
+    manifest_path,
     newest_stamp_query,
     recent_query,
     rows_suite,
@@ -67,6 +70,7 @@ from analytics_hub.quality.mart_suites import (
     suite_name,
 )
 from analytics_hub.quality.store import DOCS_SITE, QualityStore
+from analytics_hub.settings import GateSettings, load_settings
 from analytics_hub.windows import Window
 
 log = logging.getLogger(__name__)
@@ -317,25 +321,30 @@ def validate_marts(
     store: QualityStore,
     settings: GateSettings,
     marts: Iterable[str] | None = None,
+    manifest: Path | None = None,
 ) -> MartGateResult:
     """Validate the rows the builds added since each mart's watermark; advance what passed.
 
-    Raises ``MartsBlockedError`` (carrying the result) when a mart failed a blocking
-    expectation, after everything was recorded and the other marts' watermarks moved.
+    The marts and their suites come from the dbt project's compiled ``manifest`` (by
+    default ``HUB_DBT_PROJECT_DIR``'s ``target/manifest.json``); ``marts`` names some of
+    them (all by default). Raises ``MartsBlockedError`` (carrying the result) when a mart
+    failed a blocking expectation, after everything was recorded and the other marts'
+    watermarks moved.
     """
-    chosen = [MARTS[name] for name in (marts if marts is not None else MARTS)]
+    declared = load_marts(manifest or manifest_path(load_settings()))
+    checked = chosen(declared, marts)
     with _one_run_at_a_time(conninfo) as conn:
-        ranges = _loaded_ranges(conn, chosen, timedelta(hours=settings.mart_window_hours))
+        ranges = _loaded_ranges(conn, checked, timedelta(hours=settings.mart_window_hours))
         validated_at = datetime.now(UTC)
         run_name = f"marts.{validated_at:%Y%m%dT%H%M%S%fZ}"
         context = store.context(settings.data_docs_results_limit)
-        checkpoint = _checkpoint(context, conninfo, chosen, ranges)
+        checkpoint = _checkpoint(context, conninfo, checked, ranges)
         outcome = checkpoint.run(run_id=gx.RunIdentifier(run_name=run_name, run_time=validated_at))
         by_suite = {result.suite_name: result for result in outcome.run_results.values()}
         _build_docs(context, outcome.run_results)
         results = [
             _record(conn, store, mart, ranges[mart.name], by_suite, run_name, validated_at)
-            for mart in chosen
+            for mart in checked
         ]
         store.publish_docs(since=validated_at - timedelta(seconds=1))
         _advance(conn, results, run_name, validated_at)

@@ -1,32 +1,50 @@
-"""One Great Expectations suite per dbt mart, as code: what a mart must hold before a feed.
+"""One Great Expectations suite per dbt mart, generated from dbt's ``manifest.json``.
 
-Each mart (``analytics.fct_*`` and ``analytics.agg_*``) has two suites:
+A mart is declared once, in dbt: its SQL and its YAML (``models/marts/*/_*__models.yml``),
+whose enforced contract gives every column its ``data_type`` and whose tests give its key,
+values, ranges and reconciliations. ``load_marts`` reads those declarations from the
+compiled manifest (``target/manifest.json``, written by ``dbt parse``), so a column or a
+test added to a mart's YAML reaches the gate with no change here. Each mart
+(``analytics.fct_*``, ``agg_*``, ``dim_*``: every model under ``models/marts``) has two
+suites:
 
-- ``mart.<model>.schema``, over the table itself: its columns and their PostgreSQL types.
-  These read the catalog only, never the rows, so they cost the same at any history size;
+- ``mart.<model>.schema``, over the table itself: exactly the contract's columns, each of
+  the contract's type. These read the catalog only, never the rows, so they cost the same
+  at any history size;
 - ``mart.<model>``, over the rows the builds added since the gate last let the mart through:
-  those whose ``_loaded_at`` is in the run's ``LoadedRange`` (see ``mart_gate``): not-null
-  keys, unique keys, the contract's enums and ranges (from ``sources``, as in the lake
-  suites), rates within [0, 1], and for a rollup the **reconciliation** of its totals with
-  its fact's, bucket by bucket.
+  those whose ``_loaded_at`` is in the run's ``LoadedRange`` (see ``mart_gate``), or all of a
+  mart without ``_loaded_at`` (one that every build rebuilds whole). One expectation per
+  dbt test of the mart: ``not_null``, ``unique`` and ``unique_combination`` (the key),
+  ``accepted_values``, ``accepted_range`` and ``reconciles_with_fact`` (a rollup's totals
+  against its fact's, per touched bucket or period). dbt runs the same tests at each build
+  on the rows that build brought; the gate checks whatever reached the mart since its last
+  run, however late the builds ran, and records the outcome with the lake gate's.
 
-As in the lake suites, every expectation carries ``meta.severity`` (``block`` stops the
-feeds; ``warn`` is recorded and logged) and ``meta.name``, the name a failure is reported
-under. The row selection depends on the range, so the batch is a query asset made at each
-run; the expectations themselves are fixed.
+Every expectation carries ``meta.severity`` (the test's: ``block`` for an error, which
+stops the feeds; ``warn`` is recorded and logged) and ``meta.name``, the name a failure is
+reported under. The row selection depends on the range, so the batch is a query asset made
+at each run; the expectations themselves are fixed.
+
+A mart's module (the history and the summary are per module) is its fact's
+(``meta.fact.module``), else that of the nearest fact it is built from, else that of the
+one source module it reads.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import json
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import great_expectations as gx
 import great_expectations.expectations as gxe
 
-from analytics_hub.quality.suites import SANE_MAXIMUM, Severity
-from analytics_hub.sources import MODULES, Entity, Kind
+from analytics_hub.quality.suites import Severity
+from analytics_hub.settings import ConfigurationError, HubSettings
 
 SCHEMA = "analytics"
 # TimescaleDB's default origin (Monday 2000-01-03); the dbt project buckets on it as well.
@@ -35,28 +53,23 @@ RECENT = "recent"  # the alias of the batch of touched rows in reconciliation qu
 # The load step's stamp (``warehouse.LOADED_AT``), which facts keep from their landing rows
 # and rollups take as the max over a bucket's fact rows: the order in which builds add rows.
 LOADED_AT = "_loaded_at"
-# In a reconciliation query of its own (``Reconciliation.query``): the condition that the
-# fact's ``_loaded_at`` is in the run's range.
-LOADED_IN_RANGE = "{loaded_in_range}"
+# The dbt tests a suite is made of; a mart's other tests (relationships, expressions, ...)
+# run in dbt only.
+TESTS = frozenset(
+    {
+        "not_null",
+        "unique",
+        "unique_combination",
+        "accepted_values",
+        "accepted_range",
+        "reconciles_with_fact",
+    }
+)
 
-# PostgreSQL types as SQLAlchemy names them when it reflects a table.
-TEXT = ("TEXT",)
-BIGINT = ("BIGINT",)
-FLOAT = ("DOUBLE PRECISION", "DOUBLE_PRECISION")
-NUMERIC = ("NUMERIC", "NUMERIC(38, 6)")
-TIMESTAMPTZ = ("TIMESTAMP WITH TIME ZONE",)
 
-_TYPE_OF_KIND: dict[Kind, tuple[str, ...]] = {
-    Kind.STRING: TEXT,
-    Kind.ENUM: TEXT,
-    Kind.PERSONAL: TEXT,
-    Kind.JSON: TEXT,
-    Kind.INT: BIGINT,
-    Kind.SIZE_BYTES: BIGINT,
-    Kind.FLOAT: FLOAT,
-    Kind.DURATION_MS: FLOAT,
-    Kind.TIMESTAMP: TIMESTAMPTZ,
-}
+def manifest_path(settings: HubSettings) -> Path:
+    """The compiled manifest of the dbt project the DAGs run (``HUB_DBT_PROJECT_DIR``)."""
+    return settings.dbt_project_dir / "target" / "manifest.json"
 
 
 def _timestamp(moment: datetime) -> str:
@@ -105,14 +118,17 @@ class LoadedRange:
 
 @dataclass(frozen=True)
 class Reconciliation:
-    """A rollup's total equals its fact's, in every touched bucket."""
+    """A rollup's total equals its fact's (a ``reconciles_with_fact`` measure).
+
+    Per touched bucket of the mart's ``width``, or, for a mart with a ``period`` (its start
+    and end columns), per row over its period and its ``by`` columns.
+    """
 
     measure: str  # the rollup's column, e.g. ``requests``
     fact_total: str  # the same total over the fact's rows, e.g. ``count(*)``
     severity: Severity = "block"
-    # a query of its own, for a mart that is not bucketed like its fact; ``{batch}`` in it
-    # is the batch of touched rows, ``LOADED_IN_RANGE`` the fact rows the range added
-    query: str | None = None
+    period: tuple[str, str] | None = None
+    by: tuple[str, ...] = ()
 
     @property
     def mart_total(self) -> str:
@@ -120,15 +136,25 @@ class Reconciliation:
 
 
 @dataclass(frozen=True)
+class Rule:
+    """One column test of the mart: ``not_null``, ``unique``, ``accepted_values`` or
+    ``accepted_range`` (``low`` and ``high``, either one absent)."""
+
+    test: str
+    column: str
+    severity: Severity = "block"
+    values: tuple[Any, ...] = ()
+    low: float | None = None
+    high: float | None = None
+
+
+@dataclass(frozen=True)
 class Mart:
     name: str
     module: str  # the module whose data it holds: the history and the summary are per module
-    columns: dict[str, tuple[str, ...]]  # column → accepted PostgreSQL types
-    key: tuple[str, ...]
-    not_null: tuple[str, ...] = ()
-    enums: dict[str, tuple[str, ...]] = field(default_factory=dict)
-    ranges: dict[str, tuple[float | None, float | None]] = field(default_factory=dict)
-    sane_maximum: dict[str, float] = field(default_factory=dict)  # above it: a warning
+    columns: dict[str, str]  # column → its contract's data_type, in the contract's order
+    key: tuple[str, ...] = ()
+    rules: tuple[Rule, ...] = ()
     # a rollup: its fact, the fact's time column, the bucket width, and what must reconcile
     fact: str | None = None
     time_column: str | None = None
@@ -156,447 +182,192 @@ class Mart:
         return f"date_bin(interval '{self.width}', {column}, {BUCKET_ORIGIN})"
 
 
+# --- the marts, from the manifest ---------------------------------------------------------
+
+
+class _Manifest:
+    """The parts of dbt's manifest the marts are read from."""
+
+    def __init__(self, manifest: Mapping[str, Any]):
+        self.nodes: Mapping[str, Any] = manifest["nodes"]
+        self.sources: Mapping[str, Any] = manifest.get("sources", {})
+        self.tests: dict[str, list[dict[str, Any]]] = {}
+        for node in self.nodes.values():
+            if node["resource_type"] == "test" and node.get("test_metadata"):
+                self.tests.setdefault(node.get("attached_node") or "", []).append(node)
+
+    def marts(self) -> list[dict[str, Any]]:
+        """Every model under ``models/marts``, by name."""
+        found = [
+            node
+            for node in self.nodes.values()
+            if node["resource_type"] == "model" and node["fqn"][1:2] == ["marts"]
+        ]
+        return sorted(found, key=lambda node: str(node["name"]))
+
+    def parents(self, node: Mapping[str, Any]) -> list[str]:
+        return list(node.get("depends_on", {}).get("nodes", []))
+
+    def nearest_facts(self, node: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """The nearest models upstream of ``node`` that declare ``meta.fact``."""
+        seen: set[str] = set()
+        level = self.parents(node)
+        while level:
+            seen.update(level)
+            facts = [self.nodes[i] for i in level if i in self.nodes and _fact_meta(self.nodes[i])]
+            if facts:
+                return facts
+            level = [
+                parent
+                for unique_id in level
+                if unique_id in self.nodes
+                for parent in self.parents(self.nodes[unique_id])
+                if parent not in seen
+            ]
+        return []
+
+    def source_modules(self, node: Mapping[str, Any]) -> set[str]:
+        """The source names (the modules) of every source upstream of ``node``."""
+        modules: set[str] = set()
+        seen: set[str] = set()
+        pending = self.parents(node)
+        while pending:
+            unique_id = pending.pop()
+            if unique_id in seen:
+                continue
+            seen.add(unique_id)
+            if unique_id in self.sources:
+                modules.add(str(self.sources[unique_id]["source_name"]))
+            elif unique_id in self.nodes:
+                pending.extend(self.parents(self.nodes[unique_id]))
+        return modules
+
+
+def _fact_meta(node: Mapping[str, Any]) -> dict[str, Any]:
+    meta = node.get("config", {}).get("meta") or node.get("meta") or {}
+    fact = meta.get("fact")
+    return dict(fact) if isinstance(fact, Mapping) else {}
+
+
+def _severity(test: Mapping[str, Any]) -> Severity:
+    return "warn" if str(test["config"].get("severity", "error")).lower() == "warn" else "block"
+
+
+def _number(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+def _module(manifest: _Manifest, node: Mapping[str, Any]) -> str:
+    own = _fact_meta(node).get("module")
+    if own:
+        return str(own)
+    modules = {str(_fact_meta(fact)["module"]) for fact in manifest.nearest_facts(node)}
+    modules = modules or manifest.source_modules(node)
+    if len(modules) != 1:
+        raise ConfigurationError(
+            f"mart {node['name']}: no one module to file its validations under (found "
+            f"{sorted(modules)}): give it meta.fact.module or build it from one module's data"
+        )
+    return modules.pop()
+
+
+def _mart(manifest: _Manifest, node: Mapping[str, Any]) -> Mart:
+    name = str(node["name"])
+    columns = {
+        str(column["name"]): str(column.get("data_type") or "")
+        for column in node["columns"].values()
+    }
+    untyped = [column for column, data_type in columns.items() if not data_type]
+    if not columns or untyped:
+        raise ConfigurationError(
+            f"mart {name}: its contract declares no data_type for {untyped or 'any column'} "
+            "(models/marts/*/_*__models.yml)"
+        )
+    unique_key = node["config"].get("unique_key")
+    key: tuple[str, ...] = (unique_key,) if isinstance(unique_key, str) else tuple(unique_key or ())
+    rules: list[Rule] = []
+    reconciliations: list[Reconciliation] = []
+    width: str | None = None
+    for test in manifest.tests.get(node["unique_id"], []):
+        kind = test["test_metadata"]["name"]
+        kwargs = test["test_metadata"].get("kwargs", {})
+        column = test.get("column_name") or kwargs.get("column_name")
+        severity = _severity(test)
+        if kind == "unique_combination" and not key:
+            key = tuple(kwargs["columns"])
+        elif kind in ("not_null", "unique") and column:
+            rules.append(Rule(kind, column, severity))
+        elif kind == "accepted_values" and column:
+            rules.append(Rule(kind, column, severity, values=tuple(kwargs["values"])))
+        elif kind == "accepted_range" and column:
+            low, high = _number(kwargs.get("min_value")), _number(kwargs.get("max_value"))
+            rules.append(Rule(kind, column, severity, low=low, high=high))
+        elif kind == "reconciles_with_fact":
+            width = kwargs.get("width") or width
+            period = kwargs.get("period")
+            reconciliations += [
+                Reconciliation(
+                    measure,
+                    total,
+                    severity,
+                    period=(str(period[0]), str(period[1])) if period else None,
+                    by=tuple(kwargs.get("by") or ()),
+                )
+                for measure, total in kwargs["measures"].items()
+            ]
+    fact_name = time_column = None
+    if reconciliations:
+        facts = manifest.nearest_facts(node)
+        if len(facts) != 1:
+            raise ConfigurationError(
+                f"mart {name} reconciles with its fact, but is built from "
+                f"{[f['name'] for f in facts]}: it must be built from exactly one fact"
+            )
+        fact_name, time_column = str(facts[0]["name"]), str(_fact_meta(facts[0])["time_column"])
+    return Mart(
+        name=name,
+        module=_module(manifest, node),
+        columns=columns,
+        key=key,
+        rules=tuple(
+            rule for rule in rules if not (rule.test == "unique" and (rule.column,) == key)
+        ),
+        fact=fact_name,
+        time_column=time_column,
+        width=width,
+        reconciliations=tuple(reconciliations),
+        touched_by=LOADED_AT if LOADED_AT in columns else None,
+    )
+
+
+def marts_from_manifest(manifest: Mapping[str, Any]) -> dict[str, Mart]:
+    """Every mart of a parsed manifest (``manifest.json`` as a dict), by name."""
+    parsed = _Manifest(manifest)
+    return {str(node["name"]): _mart(parsed, node) for node in parsed.marts()}
+
+
+def load_marts(manifest: Path) -> dict[str, Mart]:
+    """Every mart of the dbt project whose compiled manifest is ``manifest``, by name."""
+    if not manifest.is_file():
+        raise ConfigurationError(
+            f"no dbt manifest at {manifest}: the mart gate reads the marts' contracts from it. "
+            "Run `dbt parse` in the dbt project (`make setup` does), or set "
+            "HUB_DBT_PROJECT_DIR to a project whose target/ holds one."
+        )
+    return marts_from_manifest(json.loads(manifest.read_text()))
+
+
+# --- the suites ---------------------------------------------------------------------------
+
+
 def _meta(severity: Severity, rule: str, name: str) -> dict[str, Any]:
     return {"severity": severity, "scope": "batch", "rule": rule, "name": name}
 
 
-# --- facts: columns, types and rules from the entity they are built from ---------------
-
-
-def _fact(
-    name: str, module: str, entity_name: str, key: str, time_column: str, *columns: str
-) -> Mart:
-    entity: Entity = MODULES[module].entity(entity_name)
-    fields = {f.name: f for f in entity.all_fields}
-    money = {m.output for m in entity.money}
-    types: dict[str, tuple[str, ...]] = {}
-    for column in columns:
-        if column in money:
-            types[column] = NUMERIC
-        elif column in fields:
-            types[column] = _TYPE_OF_KIND[fields[column].kind]
-    types |= {"_loaded_at": TIMESTAMPTZ}
-    ranges: dict[str, tuple[float | None, float | None]] = {
-        c: (fields[c].minimum, fields[c].maximum)
-        for c in columns
-        if c in fields and (fields[c].minimum is not None or fields[c].maximum is not None)
-    }
-    ranges |= {c: (0, None) for c in columns if c in money}
-    return Mart(
-        name=name,
-        module=module,
-        columns=types,
-        key=(key,),
-        not_null=tuple(
-            dict.fromkeys(
-                [key, time_column, *(c for c in columns if c in fields and fields[c].required)]
-            )
-        ),
-        enums={c: fields[c].values for c in columns if c in fields and fields[c].kind is Kind.ENUM},
-        ranges=ranges,
-        sane_maximum={c: SANE_MAXIMUM[c] for c in columns if c in SANE_MAXIMUM},
-        time_column=time_column,
-    )
-
-
-_ENVELOPE = ("event_id", "event_time", "ingested_at", "environment")
-
-FACTS: tuple[Mart, ...] = (
-    _fact(
-        "fct_requests",
-        "observatory",
-        "metrics",
-        "event_id",
-        "event_time",
-        *_ENVELOPE,
-        "request_id",
-        "model_id",
-        "asset_id",
-        "region",
-        "service",
-        "latency_ms",
-        "ttft_ms",
-        "input_tokens",
-        "output_tokens",
-        "status",
-        "error_code",
-        "response_bytes",
-    ),
-    _fact(
-        "fct_violations",
-        "policy",
-        "violations",
-        "event_id",
-        "event_time",
-        *_ENVELOPE,
-        "violation_id",
-        "policy_id",
-        "asset_id",
-        "violation_severity",
-        "violation_type",
-        "user_id",
-    ),
-    _fact(
-        "fct_evaluations",
-        "policy",
-        "evaluations",
-        "event_id",
-        "event_time",
-        *_ENVELOPE,
-        "event_type",
-        "evaluation_id",
-        "policy_id",
-        "asset_id",
-        "result",
-        "duration_ms",
-    ),
-    _fact(
-        "fct_policy_audit",
-        "policy",
-        "audit",
-        "event_id",
-        "event_time",
-        *_ENVELOPE,
-        "event_type",
-        "audit_id",
-        "policy_id",
-        "action",
-        "actor_id",
-        "resource",
-    ),
-    _fact(
-        "fct_security_events",
-        "sentinel",
-        "security_events",
-        "event_id",
-        "event_time",
-        *_ENVELOPE,
-        "event_type",
-        "threat_id",
-        "security_type",
-        "threat_type",
-        "threat_level",
-        "severity_score",
-        "mitigation_status",
-        "asset_id",
-        "source_ip",
-        "user_id",
-    ),
-    _fact(
-        "fct_cost_records",
-        "costops",
-        "cost_records",
-        "cost_record_id",
-        "usage_start",
-        "cost_record_id",
-        "record_version",
-        "event_id",
-        "event_time",
-        "ingested_at",
-        "account_id",
-        "asset_id",
-        "model_id",
-        "usage_start",
-        "usage_end",
-        "input_tokens",
-        "output_tokens",
-        "cost",
-        "cost_unit",
-        "cost_usd",
-    ),
-    _fact(
-        "fct_registry_events",
-        "registry",
-        "events",
-        "event_id",
-        "event_time",
-        *_ENVELOPE,
-        "event_type",
-        "asset_id",
-        "version",
-        "actor",
-    ),
-    _fact(
-        "fct_marketplace_usage",
-        "marketplace",
-        "usage",
-        "event_id",
-        "period_start",
-        *_ENVELOPE,
-        "period_start",
-        "extension_id",
-        "invocations",
-        "active_tenants",
-    ),
-    _fact(
-        "fct_marketplace_revenue",
-        "marketplace",
-        "revenue",
-        "event_id",
-        "period_start",
-        *_ENVELOPE,
-        "period_start",
-        "extension_id",
-        "amount",
-        "amount_unit",
-        "currency",
-        "amount_usd",
-    ),
-)
-_FACT = {fact.name: fact for fact in FACTS}
-
-
-# --- rollups: one definition per dbt rollup macro, hourly and daily ----------------------
-
-
-def _rollup(
-    name: str,
-    fact_name: str,
-    width: str,
-    dimensions: dict[str, tuple[str, ...]],
-    measures: dict[str, tuple[str, ...]],
-    reconciliations: tuple[Reconciliation, ...],
-    *,
-    counted: str,
-    ranges: dict[str, tuple[float | None, float | None]] | None = None,
-    sane_maximum: dict[str, float] | None = None,
-) -> Mart:
-    fact = _FACT[fact_name]
-    assert fact.time_column is not None
-    return Mart(
-        name=name,
-        module=fact.module,
-        columns={"bucket": TIMESTAMPTZ} | dimensions | measures | {"_loaded_at": TIMESTAMPTZ},
-        key=("bucket", *dimensions),
-        not_null=("bucket", *(d for d in dimensions if d in fact.not_null), counted),
-        enums={d: v for d, v in fact.enums.items() if d in dimensions},
-        ranges={counted: (1, None)}
-        | {m: (0, None) for m in measures if m != counted}
-        | (ranges or {}),
-        sane_maximum=sane_maximum or {},
-        fact=fact_name,
-        time_column=fact.time_column,
-        width=width,
-        reconciliations=reconciliations,
-    )
-
-
-def _rollups(width: str, suffix: str) -> tuple[Mart, ...]:
-    latency = {f"latency_{p}_ms": FLOAT for p in ("p50", "p95", "p99")}
-    return (
-        _rollup(
-            f"agg_model_latency_{suffix}",
-            "fct_requests",
-            width,
-            {"model_id": TEXT, "asset_id": TEXT, "environment": TEXT},
-            {
-                "requests": BIGINT,
-                "errors": BIGINT,
-                "error_rate": NUMERIC,
-                **latency,
-                "latency_ms_sum": NUMERIC,
-                "input_tokens": NUMERIC,
-                "output_tokens": NUMERIC,
-                "response_bytes": NUMERIC,
-            },
-            (
-                Reconciliation("requests", "count(*)"),
-                Reconciliation("errors", "count(*) filter (where status = 'error')"),
-                Reconciliation("input_tokens", "sum(input_tokens)", "warn"),
-                Reconciliation("output_tokens", "sum(output_tokens)", "warn"),
-            ),
-            counted="requests",
-            ranges={"error_rate": (0, 1)},
-            sane_maximum={
-                f"latency_{p}_ms": SANE_MAXIMUM["latency_ms"] for p in ("p50", "p95", "p99")
-            },
-        ),
-        _rollup(
-            f"agg_costs_{suffix}",
-            "fct_cost_records",
-            width,
-            {"account_id": TEXT, "asset_id": TEXT, "model_id": TEXT},
-            {
-                "cost_records": BIGINT,
-                "cost_usd": NUMERIC,
-                "input_tokens": NUMERIC,
-                "output_tokens": NUMERIC,
-                "cost_usd_per_1k_tokens": NUMERIC,
-            },
-            (
-                Reconciliation("cost_records", "count(*)"),
-                Reconciliation("cost_usd", "sum(cost_usd)"),
-                Reconciliation("input_tokens", "sum(input_tokens)", "warn"),
-                Reconciliation("output_tokens", "sum(output_tokens)", "warn"),
-            ),
-            counted="cost_records",
-        ),
-        _rollup(
-            f"agg_violations_{suffix}",
-            "fct_violations",
-            width,
-            {"policy_id": TEXT, "violation_type": TEXT, "violation_severity": TEXT},
-            {"violations": BIGINT},
-            (Reconciliation("violations", "count(*)"),),
-            counted="violations",
-        ),
-        _rollup(
-            f"agg_compliance_{suffix}",
-            "fct_evaluations",
-            width,
-            {"policy_id": TEXT},
-            {
-                "evaluations": BIGINT,
-                "compliant": BIGINT,
-                "non_compliant": BIGINT,
-                "compliance_rate": NUMERIC,
-            },
-            (
-                Reconciliation("evaluations", "count(*)"),
-                Reconciliation("compliant", "count(*) filter (where result = 'compliant')"),
-            ),
-            counted="evaluations",
-            ranges={"compliance_rate": (0, 1)},
-        ),
-        _rollup(
-            f"agg_threats_{suffix}",
-            "fct_security_events",
-            width,
-            {"threat_type": TEXT, "threat_level": TEXT, "mitigation_status": TEXT},
-            {"security_events": BIGINT, "mean_severity_score": NUMERIC},
-            (Reconciliation("security_events", "count(*)"),),
-            counted="security_events",
-            ranges={"mean_severity_score": (0, 10)},
-        ),
-        _rollup(
-            f"agg_marketplace_usage_{suffix}",
-            "fct_marketplace_usage",
-            width,
-            {"extension_id": TEXT},
-            {
-                "usage_reports": BIGINT,
-                "invocations": NUMERIC,
-                "active_tenant_hours": NUMERIC,
-                "peak_active_tenants": BIGINT,
-            },
-            (
-                Reconciliation("usage_reports", "count(*)"),
-                Reconciliation("invocations", "sum(invocations)"),
-            ),
-            counted="usage_reports",
-        ),
-        _rollup(
-            f"agg_marketplace_revenue_{suffix}",
-            "fct_marketplace_revenue",
-            width,
-            {"extension_id": TEXT},
-            {"revenue_records": BIGINT, "revenue_usd": NUMERIC},
-            (
-                Reconciliation("revenue_records", "count(*)"),
-                Reconciliation("revenue_usd", "sum(amount_usd)"),
-            ),
-            counted="revenue_records",
-        ),
-    )
-
-
-ROLLUPS: tuple[Mart, ...] = (
-    *_rollups("1 hour", "hourly"),
-    *_rollups("1 day", "daily"),
-    _rollup(
-        "agg_registry_events_daily",
-        "fct_registry_events",
-        "1 day",
-        {"event_type": TEXT},
-        {"events": BIGINT},
-        (Reconciliation("events", "count(*)"),),
-        counted="events",
-    ),
-)
-
-# Rebuilt whole at each build from agg_costs_daily and the budgets, and small (a row per
-# budget and month): every run checks all of it. Its spend must be the fact's, per account
-# and month, in the months holding cost records loaded in the range: only those changed,
-# and the months the fact's retention dropped (the rollups outlive it) cannot reconcile.
-BUDGET_BURN = Mart(
-    name="agg_budget_burn_monthly",
-    module="costops",
-    columns={
-        "budget_id": TEXT,
-        "account_id": TEXT,
-        "period_start": TIMESTAMPTZ,
-        "period_end": TIMESTAMPTZ,
-        "limit_amount": FLOAT,
-        "currency": TEXT,
-        "limit_usd": NUMERIC,
-        "alert_threshold_percent": FLOAT,
-        "budget_updated_at": TIMESTAMPTZ,
-        "spend_usd": NUMERIC,
-        "spend_through": TIMESTAMPTZ,
-        "remaining_usd": NUMERIC,
-        "burn_percent": NUMERIC,
-        "is_alert": ("BOOLEAN",),
-        "is_over_budget": ("BOOLEAN",),
-    },
-    key=("budget_id", "period_start"),
-    not_null=("budget_id", "account_id", "period_start", "period_end", "limit_usd"),
-    enums={
-        "currency": next(
-            f.values for f in MODULES["costops"].entity("budgets").fields if f.name == "currency"
-        )
-    },
-    ranges={
-        "limit_amount": (0, None),
-        "limit_usd": (0, None),
-        "alert_threshold_percent": (0, 100),
-        "spend_usd": (0, None),
-        "burn_percent": (0, None),
-    },
-    fact="fct_cost_records",
-    reconciliations=(
-        Reconciliation(
-            "spend_usd",
-            "sum(cost_usd)",
-            query=f"""
-with touched_months as (
-    select distinct account_id, date_trunc('month', usage_start, 'UTC') as period_start
-    from {SCHEMA}.fct_cost_records
-    where {LOADED_IN_RANGE}
-),
-checked as (
-    select budget_id, account_id, period_start, period_end, spend_usd from {{batch}} as {RECENT}
-    where (account_id, period_start) in (select account_id, period_start from touched_months)
-),
-fact_totals as (
-    select months.account_id, months.period_start, sum(facts.cost_usd) as total
-    from (select distinct account_id, period_start, period_end from checked) as months
-    join {SCHEMA}.fct_cost_records as facts
-        on facts.account_id = months.account_id
-        and facts.usage_start >= months.period_start
-        and facts.usage_start < months.period_end
-    group by 1, 2
-)
-select
-    checked.budget_id,
-    checked.period_start,
-    checked.spend_usd as mart_total,
-    fact_totals.total as fact_total
-from checked
-left join fact_totals
-    on fact_totals.account_id = checked.account_id
-    and fact_totals.period_start = checked.period_start
-where coalesce(checked.spend_usd, 0) <> coalesce(fact_totals.total, 0)
-order by 1, 2
-""".strip(),
-        ),
-    ),
-    touched_by=None,
-)
-
-MARTS: dict[str, Mart] = {mart.name: mart for mart in (*FACTS, *ROLLUPS, BUDGET_BURN)}
-
-
-# --- the suites ---------------------------------------------------------------------------
+def reflected_type(data_type: str) -> str:
+    """A contract's data_type as GX reports a PostgreSQL column's type (SQLAlchemy's
+    compiled name): ``numeric(38,6)`` → ``NUMERIC(38, 6)``."""
+    return re.sub(r"\s*,\s*", ", ", " ".join(data_type.split())).upper()
 
 
 def suite_name(mart: Mart, *, schema: bool = False) -> str:
@@ -604,21 +375,22 @@ def suite_name(mart: Mart, *, schema: bool = False) -> str:
 
 
 def schema_suite(mart: Mart) -> gx.ExpectationSuite:
-    """Columns and types, from the catalog: a mart the feeds read must not drift."""
+    """The contract's columns and types, from the catalog: a mart the feeds read must not
+    drift from what dbt declared."""
     found: list[gxe.Expectation] = [
         gxe.ExpectTableColumnsToMatchSet(
             column_set=list(mart.columns),
-            exact_match=False,
-            meta=_meta("block", "schema drift: the mart's columns", "columns"),
+            exact_match=True,
+            meta=_meta("block", "schema drift: the contract's columns", "columns"),
         )
     ]
     found += [
         gxe.ExpectColumnValuesToBeInTypeList(
             column=column,
-            type_list=list(types),
-            meta=_meta("block", "schema drift: the column's type", f"type:{column}"),
+            type_list=[reflected_type(data_type)],
+            meta=_meta("block", "schema drift: the contract's type", f"type:{column}"),
         )
-        for column, types in mart.columns.items()
+        for column, data_type in mart.columns.items()
     ]
     return gx.ExpectationSuite(
         name=suite_name(mart, schema=True),
@@ -632,14 +404,17 @@ def reconciliation_name(mart: Mart, rec: Reconciliation) -> str:
 
 
 def reconciliation_query(mart: Mart, rec: Reconciliation, loaded: LoadedRange) -> str:
-    """The buckets touched by the range's builds where the totals differ.
+    """The touched buckets (or periods) where the mart's total is not its fact's."""
+    if rec.period is not None:
+        return _period_reconciliation_query(mart, rec, loaded)
+    return _bucket_reconciliation_query(mart, rec, loaded)
 
-    A bucket is touched when the rollup recomputed it (its ``_loaded_at`` is in the range)
+
+def _bucket_reconciliation_query(mart: Mart, rec: Reconciliation, loaded: LoadedRange) -> str:
+    """A bucket is touched when the rollup recomputed it (its ``_loaded_at`` is in the range)
     or when the fact has rows loaded in the range: a bucket the rollup missed shows up with
     no mart total.
     """
-    if rec.query is not None:
-        return rec.query.replace(LOADED_IN_RANGE, loaded.condition())
     assert mart.fact is not None and mart.time_column is not None
     fact = f"{SCHEMA}.{mart.fact}"
     bucket = mart.bucket_of(mart.time_column)
@@ -672,57 +447,107 @@ order by 1
 """.strip()
 
 
-def rows_suite(mart: Mart, loaded: LoadedRange) -> gx.ExpectationSuite:
-    """Keys, enums, ranges and reconciliation over the rows the range's builds added."""
-    found: list[gxe.Expectation] = [
-        gxe.ExpectColumnValuesToNotBeNull(
-            column=column, meta=_meta("block", "a key or required field", f"not_null:{column}")
+def _period_reconciliation_query(mart: Mart, rec: Reconciliation, loaded: LoadedRange) -> str:
+    """Each checked row whose period holds fact rows loaded in the range, against the fact's
+    total over that period and its ``by`` values: only those changed, and the periods the
+    fact's retention dropped (the rollups outlive it) cannot reconcile.
+    """
+    assert mart.fact is not None and mart.time_column is not None and rec.period is not None
+    fact, time = f"{SCHEMA}.{mart.fact}", mart.time_column
+    start, end = rec.period
+    shared = "".join(f"{column}, " for column in rec.by)
+    loaded_in = " and ".join(
+        [
+            f"loaded.{time} >= {RECENT}.{start}",
+            f"loaded.{time} < {RECENT}.{end}",
+            *(f"loaded.{column} = {RECENT}.{column}" for column in rec.by),
+        ]
+    )
+    in_period = " and ".join(
+        [
+            f"facts.{time} >= periods.{start}",
+            f"facts.{time} < periods.{end}",
+            *(f"facts.{column} = periods.{column}" for column in rec.by),
+        ]
+    )
+    same_period = " and ".join(
+        f"fact_totals.{column} = checked.{column}" for column in (*rec.by, start)
+    )
+    keys = ", ".join(f"checked.{column}" for column in dict.fromkeys((*mart.key, start)))
+    return f"""
+with loaded as (
+    select distinct {shared}{time} from {fact} where {loaded.condition()}
+),
+checked as (
+    select * from {{batch}} as {RECENT}
+    where exists (select from loaded where {loaded_in})
+),
+periods as (
+    select distinct {shared}{start}, {end} from checked
+),
+fact_totals as (
+    select {"".join(f"periods.{column}, " for column in rec.by)}periods.{start},
+        {rec.fact_total} as total
+    from periods
+    join {fact} as facts on {in_period}
+    group by {"".join(f"periods.{column}, " for column in rec.by)}periods.{start}
+)
+select {keys}, checked.{rec.measure} as mart_total, fact_totals.total as fact_total
+from checked
+left join fact_totals on {same_period}
+where checked.{rec.measure} is distinct from fact_totals.total
+order by {keys}
+""".strip()
+
+
+def _rule_expectation(mart: Mart, rule: Rule) -> gxe.Expectation:
+    column, severity = rule.column, rule.severity
+    if rule.test == "not_null":
+        return gxe.ExpectColumnValuesToNotBeNull(
+            column=column, meta=_meta(severity, "a key or required field", f"not_null:{column}")
         )
-        for column in mart.not_null
-    ]
+    if rule.test == "unique":
+        return gxe.ExpectColumnValuesToBeUnique(
+            column=column, meta=_meta(severity, "unique", f"unique:{column}")
+        )
+    if rule.test == "accepted_values":
+        return gxe.ExpectColumnValuesToBeInSet(
+            column=column,
+            value_set=list(rule.values),
+            meta=_meta(severity, "an accepted value of the contract", f"accepted:{column}"),
+        )
+    assert rule.test == "accepted_range", rule
+    name = f"range:{column}" if severity == "block" else f"plausible:{column}"
+    return gxe.ExpectColumnValuesToBeBetween(
+        column=column,
+        min_value=rule.low,
+        max_value=rule.high,
+        meta=_meta(
+            severity, "the contract's range" if severity == "block" else "a plausible value", name
+        ),
+    )
+
+
+def _unique_key(mart: Mart) -> list[gxe.Expectation]:
+    meta = _meta("block", "the key is unique", "unique_key")
+    if not mart.key:
+        return []
     if len(mart.key) == 1:
-        found.append(
-            gxe.ExpectColumnValuesToBeUnique(
-                column=mart.key[0], meta=_meta("block", "the key is unique", "unique_key")
-            )
-        )
-    else:
-        found.append(
-            gxe.ExpectCompoundColumnsToBeUnique(
-                column_list=list(mart.key),
-                meta=_meta("block", "the key is unique", "unique_key"),
-            )
-        )
-    found += [
-        gxe.ExpectColumnValuesToBeInSet(
-            column=column,
-            value_set=list(values),
-            meta=_meta("block", "an accepted value of the contract", f"accepted:{column}"),
-        )
-        for column, values in mart.enums.items()
-    ]
-    found += [
-        gxe.ExpectColumnValuesToBeBetween(
-            column=column,
-            min_value=low,
-            max_value=high,
-            meta=_meta("block", "the contract's range", f"range:{column}"),
-        )
-        for column, (low, high) in mart.ranges.items()
-    ]
-    found += [
-        gxe.ExpectColumnValuesToBeBetween(
-            column=column,
-            max_value=high,
-            meta=_meta("warn", "a plausible value", f"plausible:{column}"),
-        )
-        for column, high in mart.sane_maximum.items()
-    ]
+        return [gxe.ExpectColumnValuesToBeUnique(column=mart.key[0], meta=meta)]
+    return [gxe.ExpectCompoundColumnsToBeUnique(column_list=list(mart.key), meta=meta)]
+
+
+def rows_suite(mart: Mart, loaded: LoadedRange) -> gx.ExpectationSuite:
+    """Keys, values, ranges and reconciliation over the rows the range's builds added."""
+    rules = sorted(mart.rules, key=lambda rule: rule.test != "not_null")  # nulls first
+    found = [_rule_expectation(mart, rule) for rule in rules if rule.test == "not_null"]
+    found += _unique_key(mart)
+    found += [_rule_expectation(mart, rule) for rule in rules if rule.test != "not_null"]
     found += [
         gxe.UnexpectedRowsExpectation(
             unexpected_rows_query=reconciliation_query(mart, rec, loaded),
-            description=f"sum({rec.measure}) of {mart.name} = {rec.fact_total} of {mart.fact}, "
-            "per touched bucket",
+            description=f"{rec.mart_total} of {mart.name} = {rec.fact_total} of {mart.fact}, "
+            + ("per touched period" if rec.period else "per touched bucket"),
             meta=_meta(rec.severity, "mart totals = fact totals", reconciliation_name(mart, rec)),
         )
         for rec in mart.reconciliations
@@ -743,5 +568,16 @@ def recent_query(mart: Mart, loaded: LoadedRange) -> str:
 
 def newest_stamp_query(mart: Mart) -> str:
     """The newest ``_loaded_at`` of the tables that end the mart's range (null: none)."""
+    if not mart.stamped:
+        return "select null::timestamptz"
     newest = ", ".join(f"(select max({LOADED_AT}) from {table})" for table in mart.stamped)
     return f"select greatest({newest})"
+
+
+def chosen(marts: Mapping[str, Mart], names: Iterable[str] | None) -> list[Mart]:
+    """The marts named (all by default); a name the manifest lacks is a clear error."""
+    wanted = list(marts if names is None else names)
+    unknown = sorted(set(wanted) - set(marts))
+    if unknown:
+        raise ConfigurationError(f"no mart {unknown} in the dbt manifest (models/marts)")
+    return [marts[name] for name in wanted]

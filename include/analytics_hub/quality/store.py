@@ -171,7 +171,7 @@ def _context(gx_dir: str, docs_limit: int) -> tuple[AbstractDataContext, PandasD
         }
     }
     # GX fingerprints every in-memory batch below this size by hashing all of its rows, a
-    # second per million; a lake window is named by its window id instead.
+    # cost in proportion to the window; a lake window is named by its window id instead.
     pandas_execution_engine.HASH_THRESHOLD = 0
     context = gx.get_context(mode="ephemeral", project_config=config)
     return context, context.data_sources.add_pandas(DATA_SOURCE)

@@ -1,5 +1,26 @@
 """One Great Expectations suite per normalized entity, generated from ``sources``.
 
+The suite holds only what normalization (``normalize``, ``parse``, and the redelivery
+drop of ``ingest``'s normalize stage) does not already guarantee of every row it lands: a
+rule that cannot fail after normalization is dead weight. Normalization dead-letters a
+record that lacks a required field, holds a value outside a closed vocabulary, a number
+below its minimum or above its maximum, or an unreadable number or time, and it casts
+every row to the entity's canonical types; so the suites have no ``not_null``,
+``in_set`` or contract-range expectations. What they keep:
+
+- the object's schema (its columns in order, their types): the gate audits an object in
+  the lake, which a replay, a hand-made fix or an earlier release may have written;
+- the window's balance against its manifest, and its volume and freshness against the
+  entity's history: properties of the window, which no single record has;
+- the times: ``ingested_at`` within the window it was pulled for, no event after the
+  window's end (plus clock skew), late data within its allowance: the window is a
+  property of the pull, not of the record;
+- plausible maxima (``SANE_MAXIMUM``, warnings): implausible, not impossible;
+- no negative money: normalization checks the amount, not the rate it is converted at
+  (``reference/fx_rates.csv``);
+- the unique key, for the modules that deliver at most once: ingest drops a repeated key
+  of the others as a redelivery, but takes an at-most-once module's records as sent.
+
 Every expectation carries ``meta``:
 
 - ``severity``: ``block`` or ``warn``. A failed *warn* expectation is recorded and
@@ -154,37 +175,17 @@ def expectations(module: Module, entity: Entity) -> list[gxe.Expectation]:
             )
         )
     found += _field_expectations(entity)
-    found.append(_unique_key(module, entity))
+    if module.delivery == "at-most-once":
+        found.append(_unique_key(module, entity))
     return found
 
 
 def _field_expectations(entity: Entity) -> list[gxe.Expectation]:
+    """Per field: the plausible maximum and the times (the contract's required fields,
+    vocabularies and ranges are normalization's: see the module's docstring)."""
     found: list[gxe.Expectation] = []
     for field in entity.all_fields:
         column = field.name
-        if field.required:
-            found.append(
-                gxe.ExpectColumnValuesToNotBeNull(
-                    column=column, meta=_meta("block", "row", "a required field")
-                )
-            )
-        if field.kind is Kind.ENUM:
-            found.append(
-                gxe.ExpectColumnValuesToBeInSet(
-                    column=column,
-                    value_set=list(field.values),
-                    meta=_meta("block", "row", "an accepted value of the contract"),
-                )
-            )
-        if field.minimum is not None or field.maximum is not None:
-            found.append(
-                gxe.ExpectColumnValuesToBeBetween(
-                    column=column,
-                    min_value=field.minimum,
-                    max_value=field.maximum,
-                    meta=_meta("block", "row", "the contract's range"),
-                )
-            )
         if column in SANE_MAXIMUM:
             found.append(
                 gxe.ExpectColumnValuesToBeBetween(
@@ -239,8 +240,7 @@ def _time_expectations(entity: Entity, column: str) -> list[gxe.Expectation]:
 
 
 def _unique_key(module: Module, entity: Entity) -> gxe.Expectation:
-    # Ingest drops exact redeliveries of the key for the modules that redeliver, so for
-    # them this guards the dedup; for at-most-once modules it is the only check.
+    # Only for at-most-once modules: ingest drops every repeat of a key of the others.
     rule = f"the key is unique within the window ({module.delivery} delivery)"
     if len(entity.key) == 1:
         return gxe.ExpectColumnValuesToBeUnique(

@@ -1,13 +1,11 @@
 {{ config(
-    materialized='incremental',
-    incremental_strategy='hub_merge',
+    materialized='fact',
     unique_key='event_id',
     meta={'fact': {
         'module': 'policy',
         'time_column': 'event_time',
         'index_by': [['asset_id'], ['policy_id']],
     }},
-    post_hook="{{ fact_storage() }}",
 ) }}
 with
 

@@ -1,6 +1,5 @@
 {{ config(
-    materialized='incremental',
-    incremental_strategy='hub_merge',
+    materialized='fact',
     unique_key='event_id',
     meta={'fact': {
         'module': 'policy',
@@ -8,7 +7,6 @@
         'index_by': [['policy_id'], ['policy_id', 'action']],
         'segment_by': 'policy_id',
     }},
-    post_hook="{{ fact_storage() }}",
 ) }}
 -- The policy engine's audit trail, each entry once; the actor pseudonymized.
 with

@@ -1,13 +1,11 @@
 {{ config(
-    materialized='incremental',
-    incremental_strategy='hub_merge',
+    materialized='fact',
     unique_key='violation_id',
     meta={'fact': {
         'module': 'policy',
         'time_column': 'event_time',
         'index_by': [['violation_id'], ['asset_id'], ['asset_id', 'violation_type']],
     }},
-    post_hook="{{ fact_storage() }}",
 ) }}
 with
 

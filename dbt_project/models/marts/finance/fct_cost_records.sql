@@ -1,6 +1,5 @@
 {{ config(
-    materialized='incremental',
-    incremental_strategy='hub_merge',
+    materialized='fact',
     unique_key='cost_record_id',
     meta={'fact': {
         'module': 'costops',
@@ -8,7 +7,6 @@
         'index_by': [['asset_id'], ['account_id']],
         'time_is_stable': false,
     }},
-    post_hook="{{ fact_storage() }}",
 ) }}
 -- The latest record_version of each cost record. On an incremental build, a newly landed
 -- version competes with the ones already landed, so a late, older version never wins. A

@@ -1,6 +1,5 @@
 {{ config(
-    materialized='incremental',
-    incremental_strategy='hub_merge',
+    materialized='fact',
     unique_key='event_id',
     meta={'fact': {
         'module': 'marketplace',
@@ -8,7 +7,6 @@
         'index_by': [['extension_id']],
         'segment_by': 'extension_id',
     }},
-    post_hook="{{ fact_storage() }}",
 ) }}
 -- Revenue records of the marketplace's extensions, each counted once, in USD.
 with

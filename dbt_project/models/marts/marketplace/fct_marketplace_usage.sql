@@ -1,6 +1,5 @@
 {{ config(
-    materialized='incremental',
-    incremental_strategy='hub_merge',
+    materialized='fact',
     unique_key='event_id',
     meta={'fact': {
         'module': 'marketplace',
@@ -8,7 +7,6 @@
         'index_by': [['extension_id']],
         'segment_by': 'extension_id',
     }},
-    post_hook="{{ fact_storage() }}",
 ) }}
 -- One usage report per extension and hour (period_start), each counted once. Facts are
 -- placed at the usage period they report, not at the time they were reported.

@@ -1,13 +1,11 @@
 {{ config(
-    materialized='incremental',
-    incremental_strategy='hub_merge',
+    materialized='fact',
     unique_key='event_id',
     meta={'fact': {
         'module': 'observatory',
         'time_column': 'event_time',
         'index_by': [['asset_id'], ['asset_id', 'model_id']],
     }},
-    post_hook="{{ fact_storage() }}",
 ) }}
 -- Observatory telemetry is at-most-once: taken as delivered.
 with

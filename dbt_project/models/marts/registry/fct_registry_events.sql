@@ -1,6 +1,5 @@
 {{ config(
-    materialized='incremental',
-    incremental_strategy='hub_merge',
+    materialized='fact',
     unique_key='event_id',
     meta={'fact': {
         'module': 'registry',
@@ -8,7 +7,6 @@
         'index_by': [['asset_id'], ['asset_id', 'event_type']],
         'asset_columns': {'asset_name': 'coalesce(facts.asset_name, assets.asset_name)'},
     }},
-    post_hook="{{ fact_storage() }}",
 ) }}
 -- Registry lifecycle events, each once (the registry redelivers within 5 minutes).
 -- An asset state delivered after an event fills in a name the event lacks
