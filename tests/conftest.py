@@ -21,7 +21,7 @@ from hub_dev.s3 import MotoS3Server
 
 # The longest files, first: ``make test`` hands files to two workers in collection order,
 # and a long file handed out last runs alone while the other worker has nothing left.
-LONGEST_FIRST = ("tests/integration/", "tests/conformance/", "tests/faults/")
+LONGEST_FIRST = ("tests/integration/", "tests/conformance/test_through_dags.py")
 
 # What starts a service (PostgreSQL, S3, simulators, a module server, Airflow) or runs dbt:
 # marked `integration`, which `make test-unit` leaves out. A unit test that reaches for a

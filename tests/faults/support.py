@@ -297,7 +297,7 @@ class StageWorker:
             "file_size_limit": file_size_limit,
         }
         assert self.process.stdin is not None
-        self.process.stdin.write(json.dumps(job) + "\n")
+        self.process.stdin.write(json.dumps(job, default=str) + "\n")  # paths as text
         self.process.stdin.flush()
 
     def result(self, timeout: float = 120.0) -> dict[str, Any]:
