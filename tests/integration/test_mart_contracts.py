@@ -18,6 +18,7 @@ import shutil
 import subprocess
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -236,6 +237,14 @@ def test_a_column_added_to_a_rollup_and_its_contract_is_built(
         )
 
     edit_contract(project, "agg_costs_hourly", add)
+    # a bucket older than any fact row, as retention leaves them: the rollup outlives it
+    postgres = warehouses[0]
+    postgres.rows(
+        "insert into analytics.agg_costs_hourly (bucket, account_id, asset_id, model_id,"
+        " cost_records, cost_usd, input_tokens, output_tokens, _loaded_at)"
+        " values (%(old)s, 'acct-old', 'asset-1', 'gpt', 2, 9.5, 10, 5, %(old)s)",
+        {"old": HOUR - timedelta(days=400)},
+    )
 
     for target in warehouses:
         target.build(project, "--select", "agg_costs_hourly")
@@ -246,6 +255,10 @@ def test_a_column_added_to_a_rollup_and_its_contract_is_built(
             "select min(first_usage_start) from analytics.agg_costs_hourly"
         )
         assert earliest == HOUR + timedelta(minutes=10), target.name
+    assert postgres.rows(
+        "select cost_usd, cost_records, first_usage_start from analytics.agg_costs_hourly"
+        " where account_id = 'acct-old'"
+    ) == [(Decimal("9.5"), 2, None)]
 
 
 def test_the_mart_tests_catch_what_their_contract_rules_out(warehouses: list[Target]) -> None:

@@ -120,6 +120,9 @@
         {% call statement('main') -%}
             {{ get_create_table_as_sql(False, intermediate, sql) }};
             create index on {{ intermediate }} (bucket);
+            {%- if existing is not none and existing.type == 'table' and not should_full_refresh() %}
+            {{ keep_buckets_past_the_facts(existing, intermediate) }}
+            {%- endif %}
         {%- endcall %}
         {%- if existing is not none and existing.type == 'table' %}
             {{ adapter.rename_relation(existing, backup) }}
@@ -150,6 +153,23 @@
     {{ run_hooks(post_hooks, inside_transaction=False) }}
     {{ return({'relations': [target]}) }}
 {% endmacro %}
+
+{#-
+    A rollup rebuilt because its contract changed keeps the buckets older than any its
+    facts still hold: rollups outlive their facts' retention, so those buckets cannot be
+    computed again. They keep the columns both tables have; a new column is null there.
+    (`--full-refresh` recomputes from the facts alone, as asked.)
+-#}
+{% macro keep_buckets_past_the_facts(existing, rebuilt) %}
+    {%- set kept = [] -%}
+    {%- set names = adapter.get_columns_in_relation(existing) | map(attribute='name') | list -%}
+    {%- for column in model.columns.values() if column.name in names -%}
+        {%- do kept.append(adapter.quote(column.name)) -%}
+    {%- endfor %}
+    insert into {{ rebuilt }} ({{ kept | join(', ') }})
+    select {{ kept | join(', ') }} from {{ existing }}
+    where bucket < (select coalesce(min(bucket), 'infinity') from {{ rebuilt }});
+{%- endmacro %}
 
 {% macro continuous_aggregate() %}
     {%- if config.get('contract').enforced -%}
