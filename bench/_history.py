@@ -19,7 +19,8 @@ entity and run of windows, on a few connections at once:
   records by up to 2 h (late data, bucketed in an earlier hour). The at-least-once and
   exactly-once modules deliver ~1 % of records again in the next window (3 % of cost
   records, half of them corrections with ``record_version`` 2). ``_loaded_at`` is the
-  window's end plus 2-5 minutes, as when each window is loaded after its ingestion run.
+  window's end plus 2-5 minutes, as when each window is loaded after its ingestion run,
+  and the load step's ledger (``landing.loaded_windows``) records each window then.
 - **Proportions** (``MIX``): observatory telemetry is the volume (``--rows-per-day``); the
   other entities are per-telemetry shares chosen to look like a production platform rather
   than the simulators' equal test volumes, scaled together by ``others_scale``.
@@ -188,6 +189,7 @@ def load_span(
                     count = conn.execute(statement.insert, statement.params).rowcount
                     if statement.redelivers:  # the rowcount is the outer insert's
                         count += statement.rows
+                    conn.execute(_LEDGER, {"table": statement.table, **statement.params})
                 done[statement.table] = done.get(statement.table, 0) + count
         return done
 
@@ -338,6 +340,19 @@ def _loaded_at(window_start: str, window_end: str) -> str:
     """When a window was loaded: 2-5 minutes after its end (jittered by window)."""
     jitter = f"mod(extract(epoch from {window_start})::bigint / 900 * 37, 180)"
     return f"{window_end} + (120 + {jitter}) * interval '1 second'"
+
+
+# The load step's ledger rows for the windows a statement wrote, as `load_window` records
+# them (the dbt tests check the rows loaded shortly before the newest: landing.newest_load).
+_LEDGER = sql.SQL(
+    f"insert into {warehouse.LOADS_LEDGER}"
+    " (table_name, window_start, window_end, rows, loaded_at)"
+    f" select %(table)s, s, e, n, {_loaded_at('s', 'e')}"
+    " from unnest(%(starts)s::timestamptz[], %(ends)s::timestamptz[], %(counts)s::bigint[])"
+    " as w(s, e, n)"
+    " on conflict (table_name, window_start, window_end) do update set"
+    " rows = excluded.rows, loaded_at = excluded.loaded_at"
+)
 
 
 def _with_redeliveries(

@@ -67,6 +67,11 @@ _PREFETCH_DEPTH = 2
 _CSV = pacsv.WriteOptions(include_header=False, quoting_style="needed", batch_size=BATCH_ROWS)
 # Which lake version of which window each landing table holds (see _ensure_loads_ledger).
 LOADS_LEDGER = f"{LANDING_SCHEMA}.loaded_windows"
+# When the newest load committed its ledger row: the dbt tests check the rows loaded
+# shortly before it (dbt_project.yml, `vars.tested_rows`). A function, not a subquery in
+# each test, so that one name holds the rule; STABLE, so that the planner evaluates it when
+# it estimates a test's filter and takes the `_loaded_at` indexes.
+NEWEST_LOAD = f"{LANDING_SCHEMA}.newest_load"
 # Serializes DDL of concurrent tasks: ``create ... if not exists`` races on the catalog.
 _DDL_LOCK_KEY = "analytics_hub.warehouse.ddl"
 
@@ -242,6 +247,12 @@ def _ensure_loads_ledger(cursor: Any, tables: list[str]) -> None:
         " rows bigint not null, loaded_at timestamptz not null default statement_timestamp(),"
         " primary key (table_name, window_start, window_end))"
     )
+    _ensure_index(cursor, sql.SQL(LOADS_LEDGER), "loaded_windows__loaded_at", ("loaded_at",))
+    cursor.execute(
+        f"create or replace function {NEWEST_LOAD}() returns timestamptz"
+        " language sql stable parallel safe"
+        f" as $$ select coalesce(max(loaded_at), '-infinity') from {LOADS_LEDGER} $$"
+    )
     if exists is None:
         for name in tables:
             cursor.execute(
@@ -338,7 +349,7 @@ def _ensure_loaded_at_default(cursor: Any, table: sql.Identifier, name: str) -> 
 
 def _ensure_index(
     cursor: Any,
-    table: sql.Identifier,
+    table: sql.Composable,
     name: str,
     columns: Sequence[str],
     *,

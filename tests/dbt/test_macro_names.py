@@ -17,11 +17,6 @@ from analytics_hub.settings import project_root
 
 DEFINITION = re.compile(r"{%-?\s*(?:macro|materialization|test)\s+(\w+)")
 
-# dbt's documented way to give a test's `where` a value read from the warehouse when the
-# test runs (the newest load: `tested_rows`); dbt renders `where` when it parses the
-# project, before anything can be read. The only name the project may share with dbt.
-DOCUMENTED_HOOKS = {"get_where_subquery"}
-
 
 def macro_names(root: Path) -> dict[str, Path]:
     return {
@@ -49,14 +44,14 @@ def dbt_macro_folders() -> list[Path]:
 
 
 def test_no_project_macro_has_the_name_of_one_of_dbts() -> None:
-    project = macro_names(project_root() / "dbt_project" / "macros")
+    dbt_project = project_root() / "dbt_project"
+    # Macros, and generic tests (each a macro named test_<name>) in either of their folders.
+    project = macro_names(dbt_project / "macros") | macro_names(dbt_project / "tests")
     dbts = {}
     for folder in dbt_macro_folders():
         dbts.update(macro_names(folder))
     assert len(project) > 20 and len(dbts) > 200  # both sides were found
     clashes = {
-        f"{name} ({project[name].name} over {dbts[name]})"
-        for name in project.keys() & dbts.keys()
-        if name not in DOCUMENTED_HOOKS
+        f"{name} ({project[name].name} over {dbts[name]})" for name in project.keys() & dbts.keys()
     }
     assert not clashes, f"project macros shadow dbt's: {sorted(clashes)}"

@@ -6,12 +6,16 @@ budget, typed in by hand. Every mart must come out with exactly its contract's c
 types, on both. A copy of the project whose contract and SQL disagree must fail to build,
 whatever the materialization (fact, table, aggregate: a continuous aggregate on
 TimescaleDB, whose DDL carries no columns), and a rollup whose contract gained a column is
-rebuilt with it. Then the marts are tampered with (PostgreSQL: a continuous aggregate
-cannot be written to) and `dbt test` must name the tests that catch it.
+rebuilt with it, a fact's is added to its table. A fact's column rules are constraints of its contract, held by its table
+(and every partition) on both: a landed row that breaks one fails the fact's build, naming
+the constraint, and the fact keeps its rows. Then the marts are tampered with (PostgreSQL:
+a continuous aggregate cannot be written to) and `dbt test` must name the tests that catch
+it; the database itself refuses a fact's row that breaks a rule of its contract.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import shutil
@@ -27,7 +31,7 @@ import pytest
 import yaml
 
 from analytics_hub import warehouse
-from analytics_hub.quality.mart_suites import load_marts
+from analytics_hub.quality.mart_suites import held_constraints_query, load_marts
 from hub_dev.postgres import PrivatePostgres
 from hub_dev.timescale_wasm import PgliteTimescale
 
@@ -267,12 +271,18 @@ def test_the_mart_tests_catch_what_their_contract_rules_out(warehouses: list[Tar
     passed = postgres.dbt(PROJECT / "dbt_project", "test", "--select", *marts)
     assert passed.returncode == 0, passed.stdout[-6000:]
 
+    # a fact's rule is its table's constraint: no test needed, nothing can break it
+    with pytest.raises(psycopg.errors.CheckViolation, match="cost_unit_values"):
+        postgres.rows(
+            "update analytics.fct_cost_records set cost_unit = 'doubloons'"
+            " where cost_record_id = 'cost-2'"
+        )
     postgres.rows(
         """
         update analytics.agg_costs_hourly set cost_usd = cost_usd + 0.01, cost_records = 0;
         update analytics.agg_budget_burn_monthly set spend_usd = spend_usd + 1;
-        update analytics.fct_cost_records set cost_unit = 'doubloons'
-            where cost_record_id = 'cost-2';
+        insert into analytics.fct_cost_records
+            select * from analytics.fct_cost_records where cost_record_id = 'cost-2';
         """
     )
     failed = postgres.dbt(PROJECT / "dbt_project", "test", "--select", *marts)
@@ -287,7 +297,112 @@ def test_the_mart_tests_catch_what_their_contract_rules_out(warehouses: list[Tar
         "reconciles_with_fact_agg_costs_hourly",  # totals off and the bucket miscounted
         "accepted_range_agg_costs_hourly_cost_records",  # no bucket without records
         "reconciles_with_fact_agg_budget_burn_monthly",  # spend off its fact
-        "accepted_values_fct_cost_records_cost_unit",  # not a unit of the contract
+        "unique_fct_cost_records_cost_record_id",  # the fact's key, twice
     }
     missed = {prefix for prefix in expected if not any(f.startswith(prefix) for f in failures)}
     assert not missed, (missed, failures, failed.stdout[-6000:])
+
+
+# A landed cost record that breaks a rule of fct_cost_records' contract, and the error that
+# names the rule: the row is one the lake would have dead-lettered, typed in by hand.
+BROKEN = {
+    "cost_usd_range": ("'USD'", "-1.25", 'violates check constraint "cost_usd_range"'),
+    "cost_unit not null": ("null", "1.25", 'null value in column "cost_unit"'),
+}
+BROKEN_ROW = """
+insert into landing.costops__cost_records
+    (event_id, event_time, ingested_at, event_type, environment, cost_record_id,
+     record_version, account_id, asset_id, model_id, usage_start, usage_end, input_tokens,
+     output_tokens, cost, cost_unit, cost_usd, _window_start, _window_end)
+values ('cost-ev-broken', %(hour)s, %(hour)s, 'cost.recorded', 'production', 'cost-broken', 1,
+        'acct-1', 'asset-1', 'gpt', %(hour)s + interval '40 minutes',
+        %(hour)s + interval '45 minutes', 1, 1, 1.25, {unit}, {usd}, %(hour)s,
+        %(hour)s + interval '1 hour')
+"""
+
+
+def held(target: Target, relation: str, mart: Any) -> set[str]:
+    """What ``relation`` holds of the mart's contract constraints, as the mart gate reads it."""
+    query = held_constraints_query(dataclasses.replace(mart, name=relation))
+    return {row[0] for row in target.rows(query)}
+
+
+def test_each_fact_holds_its_contracts_constraints_and_refuses_a_row_that_breaks_one(
+    warehouses: list[Target],
+) -> None:
+    manifest = warehouses[0].root / "postgres" / "dbt_project" / "target" / "manifest.json"
+    facts = {name: mart for name, mart in load_marts(manifest).items() if name.startswith("fct_")}
+    assert len(facts) == 9
+    for target in warehouses:
+        for name, mart in facts.items():
+            declared = {constraint.held_as for constraint in mart.constraints}
+            assert declared and declared <= held(target, name, mart), (target.name, name)
+    postgres = warehouses[0]
+    partitions = postgres.rows(
+        "select parent.relname, part.relname from pg_inherits"
+        " join pg_class as parent on parent.oid = inhparent"
+        " join pg_class as part on part.oid = inhrelid"
+        " where parent.relname like 'fct\\_%' and parent.relkind = 'p'"
+    )
+    assert {fact for fact, _ in partitions} == {"fct_cost_records"}  # the one with rows
+    for fact, partition in partitions:
+        declared = {constraint.held_as for constraint in facts[fact].constraints}
+        assert declared <= held(postgres, partition, facts[fact]), partition
+
+    for target in warehouses:
+        before = target.rows(
+            "select cost_record_id, cost_usd from analytics.fct_cost_records order by 1"
+        )
+        for rule, (unit, usd, error) in BROKEN.items():
+            target.rows(BROKEN_ROW.format(unit=unit, usd=usd), {"hour": HOUR})
+            try:
+                result = target.dbt(PROJECT / "dbt_project", "run", "--select", "fct_cost_records")
+            finally:
+                target.rows(
+                    "delete from landing.costops__cost_records where event_id = 'cost-ev-broken'"
+                )
+            assert result.returncode != 0, (target.name, rule)
+            assert error in result.stdout, (target.name, rule, result.stdout[-6000:])
+            after = target.rows(
+                "select cost_record_id, cost_usd from analytics.fct_cost_records order by 1"
+            )
+            assert after == before, (target.name, rule)
+
+
+# Last in the file: the fact keeps the column it gains.
+def test_a_column_added_to_a_fact_and_its_contract_reaches_its_table(
+    warehouses: list[Target], tmp_path: Path
+) -> None:
+    project = copy_project(tmp_path, "fact_added")
+    model = project / "models" / "marts" / "finance" / "fct_cost_records.sql"
+    sql = model.read_text()
+    assert "        latest.usage_end,\n" in sql
+    model.write_text(
+        sql.replace(
+            "        latest.usage_end,\n",
+            "        latest.usage_end,\n"
+            "        latest.usage_end - latest.usage_start as usage_span,\n",
+        )
+    )
+
+    def add(entry: dict[str, Any]) -> None:
+        names = [c["name"] for c in entry["columns"]]
+        entry["columns"].insert(
+            names.index("usage_end") + 1,
+            {"name": "usage_span", "data_type": "interval", "description": "Usage billed."},
+        )
+
+    edit_contract(project, "fct_cost_records", add)
+    new_record = BROKEN_ROW.format(unit="'USD'", usd="1.25").replace("-broken", "-added")
+
+    for target in warehouses:
+        target.rows(new_record, {"hour": HOUR})
+        target.build(project, "--select", "fct_cost_records")
+
+        assert "usage_span" in target.columns("fct_cost_records"), target.name
+        spans = dict(
+            target.rows("select cost_record_id, usage_span from analytics.fct_cost_records")
+        )
+        # the new row has it; the rows built before the column was added stay null
+        assert spans.pop("cost-added") == timedelta(minutes=5), target.name
+        assert spans and set(spans.values()) == {None}, (target.name, spans)

@@ -47,6 +47,8 @@ WINDOWS = [
     Window(START + timedelta(hours=1), START + timedelta(hours=2)),
 ]
 CONFIG = SimulatorConfig(seed=8, chaos=0.3, stall_seconds=0.0, fault_rate=0.0)
+# dbt's vars that make a data test check every row, not only the newest loads' rows.
+EVERYTHING = '{tested_rows: "true"}'
 
 
 def truth(module: str, entity: str) -> dict[str, Any]:
@@ -739,7 +741,7 @@ def test_the_partition_taking_most_new_rows_is_the_new_rows_table_itself(
 def test_key_tests_check_the_newest_loads_and_catch_a_duplicate_among_them(
     built: Warehouse,
 ) -> None:
-    """`where: tested_rows`: the rows loaded within test_window (1 hour) before the newest load.
+    """`vars.tested_rows`: the rows loaded within the hour before the newest load.
 
     A second copy of the newest violation, loaded two hours before it, is outside what the
     key test checks; loaded after it, it is inside and fails the test.
@@ -777,7 +779,7 @@ def test_key_tests_check_the_newest_loads_and_catch_a_duplicate_among_them(
         try:
             conn.execute(copy, earlier)  # type: ignore[arg-type]
             assert unique_test().returncode == 0
-            everything = unique_test("--vars", "{test_window: 100 years}")
+            everything = unique_test("--vars", EVERYTHING)
             assert everything.returncode == 1, everything.stdout[-3000:]
             assert "Got 1 result" in everything.stdout
             conn.execute(remove, earlier)  # type: ignore[arg-type]
@@ -791,18 +793,30 @@ def test_key_tests_check_the_newest_loads_and_catch_a_duplicate_among_them(
     assert built.one(f"select count(*) - count(distinct event_id) from {fact}") == 0
 
 
-def test_rollup_key_tests_check_the_newest_buckets_and_catch_a_duplicate_there(
+def test_rollup_key_tests_check_the_buckets_of_the_newest_loads_and_catch_a_duplicate_there(
     built: Warehouse,
 ) -> None:
-    """`where: tested_buckets`: the buckets within test_window (1 hour) of the newest one."""
+    """`vars.tested_rows` on a rollup: the buckets whose newest fact row the last hour loaded.
+
+    A copy of a bucket's row stamped two hours before the newest load is outside what the
+    key test checks; with its own stamp (that of a recent load) it is inside and fails it.
+    """
     rollup = "analytics.agg_violations_hourly"
     test = "unique_combination_agg_violations_hourly_bucket__policy_id__violation_type__violation_severity"
-    buckets = [
-        row["bucket"]
-        for row in built.query(f"select distinct bucket from {rollup} order by 1 desc")
+    bucket = built.one(f"select max(bucket) from {rollup}")
+    newest_load = built.one("select landing.newest_load()")
+    columns = [
+        row["column_name"]
+        for row in built.query(
+            "select column_name from information_schema.columns where table_schema = 'analytics'"
+            " and table_name = 'agg_violations_hourly' order by ordinal_position"
+        )
     ]
-    assert len(buckets) >= 3 and buckets[0] - buckets[2] >= timedelta(hours=2), buckets
-    copy = f"insert into {rollup} select * from {rollup} where bucket = %(bucket)s limit 1"
+    copy = (
+        f"insert into {rollup} ({', '.join(columns)})"
+        f" select {', '.join('%(loaded_at)s' if c == '_loaded_at' else c for c in columns)}"
+        f" from {rollup} where bucket = %(bucket)s limit 1"
+    )
     remove = (
         f"delete from {rollup} where ctid in (select max(ctid) from {rollup}"
         " where bucket = %(bucket)s group by policy_id, violation_type, violation_severity"
@@ -810,16 +824,17 @@ def test_rollup_key_tests_check_the_newest_buckets_and_catch_a_duplicate_there(
     )
     with psycopg.connect(built.dsn, autocommit=True) as conn:
         try:
-            conn.execute(copy, {"bucket": buckets[2]})  # type: ignore[arg-type]
+            older = {"bucket": bucket, "loaded_at": newest_load - timedelta(hours=2)}
+            conn.execute(copy, older)  # type: ignore[arg-type]
             assert built.dbt("test", "--select", test).returncode == 0
-            everything = built.dbt("test", "--select", test, "--vars", "{test_window: 100 years}")
+            everything = built.dbt("test", "--select", test, "--vars", EVERYTHING)
             assert everything.returncode == 1 and "Got 1 result" in everything.stdout
-            conn.execute(copy, {"bucket": buckets[0]})  # type: ignore[arg-type]
+            conn.execute(remove, {"bucket": bucket})  # type: ignore[arg-type]
+            conn.execute(copy, {"bucket": bucket, "loaded_at": newest_load})  # type: ignore[arg-type]
             newest = built.dbt("test", "--select", test)
             assert newest.returncode == 1 and "Got 1 result" in newest.stdout, newest.stdout[-3000:]
         finally:
-            for bucket in buckets[:3]:
-                conn.execute(remove, {"bucket": bucket})  # type: ignore[arg-type]
+            conn.execute(remove, {"bucket": bucket})  # type: ignore[arg-type]
     assert (
         built.one(
             f"select count(*) from (select 1 from {rollup} group by bucket, policy_id,"

@@ -1,7 +1,9 @@
 """The mart gate against a tiny marts schema in a real PostgreSQL, built by hand (no dbt).
 
 The marts' tables are made from their contracts and the suites from their tests, both read
-from the dbt project's manifest (``dbt parse``). The rollups are filled from their facts
+from the dbt project's manifest (``dbt parse``). The tables have none of the contract's
+constraints (a fact's column rules), as a fact created before its contract declared them:
+the gate checks those rules over the rows. The rollups are filled from their facts
 with the dbt macros' own aggregation, so a clean set reconciles; each test then breaks one
 thing and names the expectation it must trip.
 A later build is simulated by adding fact rows with the `_loaded_at` their loads gave them
@@ -224,7 +226,7 @@ def test_blocking_failures_raise_naming_the_expectation_and_rows(
 
     message = str(blocked.value)
     # a value outside the contract, with the keys of the rows that hold it
-    assert "fct_cost_records: range:cost_usd (1 unexpected rows)" in message
+    assert "fct_cost_records: check:cost_usd_range (observed 1)" in message
     assert "{'cost_record_id': 'cost-2', 'cost_usd': '-1.500000'}" in message
     # mart totals against fact totals, with the buckets that differ
     assert "reconcile:agg_costs_hourly.cost_usd=fct_cost_records.sum(cost_usd)" in message
@@ -240,7 +242,7 @@ def test_blocking_failures_raise_naming_the_expectation_and_rows(
     rows = store.history().to_table().to_pylist()
     actions = {(r["entity"], r["expectation"], r["action"]) for r in rows if not r["success"]}
     assert {
-        ("fct_cost_records", "range:cost_usd", "blocked"),
+        ("fct_cost_records", "check:cost_usd_range", "blocked"),
         (
             "agg_costs_hourly",
             "reconcile:agg_costs_hourly.cost_usd=fct_cost_records.sum(cost_usd)",
@@ -254,6 +256,35 @@ def test_blocking_failures_raise_naming_the_expectation_and_rows(
     } <= actions
     statuses = {r["entity"]: r["window_status"] for r in rows}
     assert statuses["fct_cost_records"] == statuses["agg_costs_hourly"] == "blocked"
+
+
+def test_a_rule_the_table_enforces_is_not_checked_again_and_one_it_lacks_is(
+    marts: str, store: QualityStore
+) -> None:
+    """A fact's column rules are constraints of its contract, which dbt makes part of the
+    table it creates; these tables were made without them, as a fact created before its
+    contract declared them is. The gate reads from the catalog which ones the table holds."""
+    _execute(
+        marts,
+        """
+        delete from analytics.fct_cost_records where cost_record_id = 'cost-old';
+        alter table analytics.fct_cost_records
+            alter column cost_record_id set not null,
+            add constraint cost_usd_range check (cost_usd >= 0),
+            add constraint cost_range check (cost >= 0) not valid;
+        """,
+    )
+
+    result = validate_marts(
+        marts, store=store, settings=load_gate_settings(), marts=("fct_cost_records",)
+    )
+
+    assert result.status == "passed", result.summary()
+    checked = {r["expectation"] for r in store.history().to_table().to_pylist()}
+    assert not {"not_null:cost_record_id", "check:cost_usd_range"} & checked
+    # not held: a NOT VALID check (older rows may break it), constraints the table lacks
+    assert {"check:cost_range", "check:record_version_range", "not_null:usage_start"} <= checked
+    assert "unique_key" in checked
 
 
 # --- the range: what the builds added since each mart's watermark ------------------------
@@ -325,7 +356,7 @@ def test_a_build_run_hours_after_its_loads_is_checked_and_a_bad_row_blocks(
         _gate(marts, store)
 
     message = str(blocked.value)
-    assert "fct_cost_records: range:cost_usd (1 unexpected rows)" in message
+    assert "fct_cost_records: check:cost_usd_range (observed 1)" in message
     assert "{'cost_record_id': 'late-2', 'cost_usd': '-2.000000'}" in message
     costs = _checked(blocked.value.result, "fct_cost_records")
     assert (costs["after"], costs["through"], costs["rows"]) == (

@@ -2,8 +2,9 @@
 
 Every mart model declares an enforced contract (a type and a description per column), and
 the mart gate's suites follow it: the schema suite's columns are the contract's, its rows
-suite one expectation per test. A column added to a mart's SQL and YAML reaches the gate
-with no change to the package (checked on a copy of the project, parsed by dbt).
+suite one expectation per test, and one per constraint of the contract (a fact's column
+rules) that the mart's table does not hold. A column added to a mart's SQL and YAML reaches
+the gate with no change to the package (checked on a copy of the project, parsed by dbt).
 """
 
 from __future__ import annotations
@@ -18,9 +19,12 @@ import great_expectations.expectations as gxe
 import pytest
 
 from analytics_hub.quality.mart_suites import (
+    CONSTRAINTS,
     TESTS,
+    Constraint,
     LoadedRange,
     Mart,
+    Rule,
     load_marts,
     reconciliation_query,
     reflected_type,
@@ -123,16 +127,27 @@ def test_the_rows_suites_are_the_marts_dbt_tests(dbt_manifest: Path) -> None:
     marts = load_marts(dbt_manifest)
     loaded = LoadedRange(None, None)
 
+    # a fact's column rules are its contract's constraints: checked where its table lacks them
     costs = names(rows_suite(marts["fct_cost_records"], loaded))
     assert marts["fct_cost_records"].key == ("cost_record_id",)
     assert {
         "not_null:cost_record_id": "block",
         "not_null:usage_start": "block",
         "unique_key": "block",
-        "accepted:cost_unit": "block",
-        "range:cost_usd": "block",
-        "range:record_version": "block",
+        "check:cost_unit_values": "block",
+        "check:cost_usd_range": "block",
+        "check:record_version_range": "block",
     }.items() <= costs.items()
+    # …and not repeated where it holds them, as dbt creates it
+    held = {str(c.held_as) for c in marts["fct_cost_records"].constraints}
+    assert names(rows_suite(marts["fct_cost_records"], loaded, held)) == {"unique_key": "block"}
+    requests = names(rows_suite(marts["fct_requests"], loaded, {"not_null:event_time"}))
+    assert "not_null:event_time" not in requests
+    assert {
+        "not_null:latency_ms": "block",
+        "check:latency_ms_range": "block",
+        "plausible:latency_ms": "warn",  # a warning stays a test: it must not reject rows
+    }.items() <= requests.items()
     violations = names(rows_suite(marts["fct_violations"], loaded))
     assert {"unique_key", "unique:event_id"} <= set(violations)
     latency = marts["agg_model_latency_hourly"]
@@ -180,6 +195,86 @@ def test_the_gate_knows_every_kind_of_test_the_marts_declare(dbt_manifest: Path)
     assert kinds <= TESTS, kinds - TESTS
 
 
+def test_a_facts_column_rules_are_named_constraints_of_its_contract(dbt_manifest: Path) -> None:
+    """The database enforces a fact's rules; a warning, a key and a rollup's rule stay tests.
+
+    A CHECK is declared on the model, with a name: dbt renders no name for a column's, and
+    PostgreSQL names an unnamed one after the table it is created as, while ATTACH PARTITION
+    wants a partition's CHECKs under its fact's names (fact_partitions.sql adopts the new
+    rows' table as a partition).
+    """
+    marts = load_marts(dbt_manifest)
+    tests = mart_tests(dbt_manifest)
+    for name, node in mart_nodes(dbt_manifest).items():
+        declared = [c for column in node["columns"].values() for c in column["constraints"]]
+        declared += node["constraints"]
+        # a new kind of constraint: the gate would not check it where the table lacks it
+        assert {c["type"] for c in declared} <= CONSTRAINTS, name
+        if not name.startswith("fct_"):
+            # a rollup on TimescaleDB is a continuous aggregate: no constraint applies
+            assert not declared or node["config"]["materialized"] == "table", name
+            continue
+        assert node["config"]["materialized"] == "fact"
+        assert all(
+            c["type"] == "not_null"
+            for column in node["columns"].values()
+            for c in column["constraints"]
+        ), name
+        checks = [c["name"] for c in node["constraints"]]
+        assert all(checks) and len(set(checks)) == len(checks), (name, checks)
+        assert all(len(c["columns"]) == 1 for c in node["constraints"]), name
+        assert marts[name].constraints and all(c.held_as for c in marts[name].constraints)
+        converted = [
+            (test["column_name"], test["test_metadata"]["name"])
+            for test in tests
+            if test["attached_node"] == node["unique_id"]
+            and test["config"]["severity"].lower() == "error"
+            and test["test_metadata"]["name"] in ("not_null", "accepted_range", "accepted_values")
+        ]
+        assert not converted, (name, converted)
+
+
+def test_a_constraint_the_table_holds_is_not_an_expectation_one_it_lacks_is() -> None:
+    mart = Mart(
+        "fct_things",
+        "things",
+        {"thing_id": "text", "size": "bigint", "kind": "text", "note": "text"},
+        key=("thing_id",),
+        rules=(Rule("not_null", "note"), Rule("accepted_range", "size", "warn", high=10.0)),
+        constraints=(
+            Constraint("not_null", "thing_id"),
+            Constraint("not_null", "note"),  # a test as well: one expectation
+            Constraint("check", "size", "size_range", "size >= 0"),
+            Constraint("check", None, None, "kind <> note"),  # unnamed: never found held
+        ),
+    )
+    loaded = LoadedRange(None, None)
+
+    nothing_held = rows_suite(mart, loaded)
+    assert list(names(nothing_held)) == [
+        "not_null:note",
+        "not_null:thing_id",
+        "unique_key",
+        "plausible:size",
+        "check:size_range",
+        "check:kind <> note",
+    ]
+    (size,) = [
+        e for e in nothing_held.expectations if (e.meta or {}).get("name") == "check:size_range"
+    ]
+    assert isinstance(size, gxe.UnexpectedRowsExpectation)
+    assert size.unexpected_rows_query == (
+        "select thing_id, size from {batch} where not (size >= 0)"
+    )
+
+    held = {"not_null:thing_id", "not_null:note", "check:size_range", "check:kind_check"}
+    assert list(names(rows_suite(mart, loaded, held))) == [
+        "unique_key",
+        "plausible:size",
+        "check:kind <> note",
+    ]
+
+
 @pytest.fixture
 def project_copy(tmp_path: Path) -> Path:
     copy = tmp_path / "dbt_project"
@@ -225,11 +320,27 @@ def test_a_column_added_to_a_fact_and_its_yaml_reaches_the_gate_unchanged(
             "      - name: priority\n"
             "        data_type: integer\n"
             '        description: "How urgent the request was, 1 to 5."\n'
+            "        constraints: [{type: not_null, warn_unsupported: false}]\n"
             "        data_tests:\n"
-            "          - not_null: {config: {where: tested_rows}}\n"
             "          - accepted_range:\n"
-            "              arguments: {min_value: 1, max_value: 5}\n"
-            "              config: {where: tested_rows}\n" + anchor,
+            "              arguments: {max_value: 3}\n"
+            "              config: {severity: warn}\n" + anchor,
+        )
+    )
+    checks = "  - name: fct_requests\n"
+    checks = declared[
+        declared.index(checks) : declared.index("    columns:\n", declared.index(checks))
+    ]
+    assert "    constraints:\n" in checks
+    yaml.write_text(
+        yaml.read_text().replace(
+            checks,
+            checks.replace(
+                "    constraints:\n",
+                "    constraints:\n"
+                "      - {type: check, name: priority_range, columns: [priority],"
+                ' expression: "priority >= 1 and priority <= 5", warn_unsupported: false}\n',
+            ),
         )
     )
 
@@ -240,4 +351,7 @@ def test_a_column_added_to_a_fact_and_its_yaml_reaches_the_gate_unchanged(
     schema = names(schema_suite(mart))
     assert "type:priority" in schema
     rows = names(rows_suite(mart, LoadedRange(None, None)))
-    assert {"not_null:priority", "range:priority"} <= set(rows)
+    assert {"not_null:priority", "check:priority_range", "plausible:priority"} <= set(rows)
+    held = {"not_null:priority", "check:priority_range"}
+    rows = names(rows_suite(mart, LoadedRange(None, None), held))
+    assert "plausible:priority" in rows and not held & set(rows)

@@ -20,8 +20,7 @@
 {% endmacro %}
 
 {#- The greatest `column` of `relation` as a timestamptz literal ('-infinity' if it is empty),
-    read when the model or test runs: new_rows, refresh_asset_columns, and the tests'
-    tested_rows and tested_buckets. -#}
+    read when the model runs: new_rows, refresh_asset_columns. -#}
 {% macro newest(relation, column='_loaded_at') %}
     {%- set value = run_query(
         "select coalesce(max(" ~ column ~ "), '-infinity')::text from " ~ relation

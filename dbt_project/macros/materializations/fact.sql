@@ -8,9 +8,10 @@
 
     and its SQL reads its new rows with `new_rows()` (or `keys_with_new_rows(...)`). A build:
     1. reads the rows the model selects into a table (`get_create_table_as_sql`, dbt's, so an
-       enforced contract is checked), holding the landing tables' locks while it reads
-       (`lock_loaded_tables`): on the first build or a full refresh, the fact itself;
-       else its new rows;
+       enforced contract is checked and its constraints, NOT NULL and named CHECKs, are the
+       table's: a row that breaks one fails the build before the fact changes), holding the
+       landing tables' locks while it reads (`lock_loaded_tables`): on the first build or a
+       full refresh, the fact itself; else its new rows;
     2. updates the rows it holds to asset states loaded since (`refresh_asset_columns`);
     3. merges the new rows with dbt's delete+insert (`get_delete_insert_merge_sql`), the
        delete bounded to the new rows' times where a key's row cannot move in time
@@ -19,6 +20,8 @@
        with its indexes built in bulk (`merge_rebuilding_partitions`);
     4. puts the table in its storage (`fact_storage`): a hypertable with its policies on
        TimescaleDB, a table partitioned by time on PostgreSQL, with the fact's indexes.
+    A column added to the model (and its contract) is added to the table, as the marts'
+    `on_schema_change: append_new_columns` (dbt_project.yml) asks.
     dbt's incremental materialization cannot do 1, 3 and 4: it reads the new rows into a
     temporary table, which cannot become a partition, without the locks, and it keeps no
     storage of its own.

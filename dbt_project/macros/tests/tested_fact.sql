@@ -1,7 +1,7 @@
 {#-
     The fact a tested rollup is built from, for `reconciles_with_fact`: the nearest models
-    upstream of the tested model (`model.attached_node`, as `tested_rows` reads it) that
-    declare `meta.fact`, of which there must be one. A rollup reads its fact directly
+    upstream of the tested model (`model.attached_node`) that declare `meta.fact`, of which
+    there must be one. A rollup reads its fact directly
     (agg_costs_hourly: fct_cost_records), a rollup of a rollup through it
     (agg_budget_burn_monthly: agg_costs_daily, then fct_cost_records).
 

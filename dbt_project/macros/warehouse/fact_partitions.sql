@@ -184,7 +184,8 @@
     (a sort per index), and it replaces the partition (`swap_partition`). Inserting millions
     of rows into a table with four indexes costs a B-tree descent per row per index, several
     times the cost of building the same indexes afresh. A CHECK constraint equal to the
-    partition's bounds spares ATTACH a scan.
+    partition's bounds spares ATTACH a scan. The new table takes the fact's NOT NULL and
+    CHECK constraints (its contract's), which ATTACH requires of a partition.
 -#}
 {% macro rebuild_partition(target, partition, source, fact, columns, part) %}
     {%- set time = fact.time_column -%}
@@ -192,7 +193,7 @@
         path={'identifier': partition.identifier ~ '__rebuild'}) -%}
     drop table if exists {{ building }};
     create table {{ building }} (
-        like {{ target }} including defaults,
+        like {{ target }} including defaults including constraints,
         constraint {{ building.identifier }}_bounds check ({{ in_partition(time, part) }})
     );
     {%- if part.exists %}
@@ -210,7 +211,10 @@
     new hour), built from the new rows' table itself (`<fact>__new_rows`): the few rows of
     other partitions leave it (they have been merged), the partition's rows left after the
     delete join it, and it replaces the partition (`swap_partition`). The new rows are not
-    copied again.
+    copied again. That table was made from the contract as the fact was, so it has the
+    constraints ATTACH requires of a partition: the contract's NOT NULL and CHECKs, these
+    under the contract's names (ATTACH matches CHECKs by name, and an unnamed one would be
+    named after the table it was made as).
 -#}
 {% macro adopt_new_rows(target, partition, source, fact, columns, part, alone) %}
     {%- set time = fact.time_column -%}

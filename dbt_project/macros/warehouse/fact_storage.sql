@@ -106,8 +106,11 @@
     -- names the new ones take
     drop table if exists {{ backup }} cascade;
     alter table {{ relation }} rename to {{ unpartitioned.identifier }};
-    create table {{ relation }} (like {{ unpartitioned }} including defaults)
-        partition by range ({{ fact.time_column }});
+    -- with the contract's constraints: the partitions inherit them, and a table that becomes
+    -- a partition later must have them (fact_partitions)
+    create table {{ relation }} (
+        like {{ unpartitioned }} including defaults including constraints
+    ) partition by range ({{ fact.time_column }});
     {%- for part in postgres__new_rows_by_partition(relation, relation, fact) %}
     create table {{ relation.incorporate(path={'identifier': part.name}) }}
         partition of {{ relation }} for values from ('{{ part.start }}') to ('{{ part.end }}');

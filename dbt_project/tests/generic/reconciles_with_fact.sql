@@ -8,21 +8,22 @@
               arguments:
                 width: 1 hour
                 measures: {requests: "count(*)", errors: "count(*) filter (where ...)"}
-              config: {where: tested_buckets}
+              config: {where: "{{ var('tested_rows') }}"}
 
     The fact is the one the rollup is built from (`tested_fact`), its time column its
     meta.fact.time_column. Two shapes of rollup:
 
     - bucketed (`width`): per `bucket`, the sum of each measure over the rollup's rows (one
       per combination of its dimensions) equals the fact's total over the bucket. Checked in
-      the buckets the build touched: those of the tested rows (`where`) and those holding
-      fact rows loaded within var('test_window') before the fact's newest load
-      (`tested_rows`), so that a bucket the rollup missed is found too;
+      the buckets the recent loads touched: those of the tested rows (`where`) and those
+      holding the fact's rows that `var('tested_rows')` selects, so that a bucket the rollup
+      missed is found too. Not the rollup's buckets older than the fact's oldest row: the
+      rollup outlives its fact's retention, which drops whole days (partitions, chunks);
     - per period (`period: [start column, end column]`, with the columns `by` that the
       rollup and the fact share): each row's measure equals the fact's total over the rows
       of its `by` values in [start, end). Checked for the rows whose period holds fact rows
-      loaded within var('test_window') before the fact's newest load: the periods older
-      than the fact's retention (which the rollup outlives) cannot reconcile.
+      that `var('tested_rows')` selects: the periods older than the fact's retention (which
+      the rollup outlives) cannot reconcile.
 -#}
 {% test reconciles_with_fact(model, measures, width=none, period=none, by=[]) %}
 {%- if not execute -%}
@@ -39,11 +40,18 @@ select 1 where false
 {%- set bucket = time_bucket(width, time) | trim %}
 with
 
+oldest as (
+
+    select min({{ time }}) as {{ time }} from {{ facts }}
+
+),
+
 touched as (
 
     select bucket from {{ model }}
+    where bucket >= (select {{ bucket }} from oldest)
     union
-    select distinct {{ bucket }} from {{ facts }} where {{ tested_rows(facts) }}
+    select distinct {{ bucket }} from {{ facts }} where {{ var('tested_rows') }}
 
 ),
 
@@ -101,7 +109,7 @@ loaded as (
 
     select distinct {% for column in by %}{{ column }}, {% endfor %}{{ time }}
     from {{ facts }}
-    where {{ tested_rows(facts) }}
+    where {{ var('tested_rows') }}
 
 ),
 

@@ -22,14 +22,17 @@ check all of that mart (a run that finds the mart empty leaves it so). Runs excl
 other (an advisory lock held for the whole run): a second one waits, then starts from the
 watermarks the first left.
 
-A failed ``warn`` expectation is recorded and logged, and the marts go on; a failed
-``block`` expectation (schema drift, a null or duplicate key, a value outside the
-contract, totals that do not reconcile) raises ``MartsBlockedError`` naming the
-expectation with a sample of rows, after everything was recorded. Results go where the
-lake gate's go (``store``): the GX results and Data Docs under the quality root, and one
-history row per expectation per mart under ``validations/module=<m>/entity=<mart>/``,
-with ``gate`` = ``mart``, its range in ``window_start`` (exclusive; null: from the first
-load) and ``window_end`` (inclusive; null: nothing loaded), partitioned by the run's time.
+A rule the database enforces is not checked again: a fact's column rules are constraints of
+its contract, and the rows suite checks those its table does not hold, as read from the
+catalog at each run (``mart_suites``). A failed ``warn`` expectation is recorded and
+logged, and the marts go on; a failed ``block`` expectation (schema drift, a null or
+duplicate key, a value outside the contract, totals that do not reconcile) raises
+``MartsBlockedError`` naming the expectation with a sample of rows, after everything was
+recorded. Results go where the lake gate's go (``store``): the GX results and Data Docs
+under the quality root, and one history row per expectation per mart under
+``validations/module=<m>/entity=<mart>/``, with ``gate`` = ``mart``, its range in
+``window_start`` (exclusive; null: from the first load) and ``window_end`` (inclusive;
+null: nothing loaded), partitioned by the run's time.
 """
 
 from __future__ import annotations
@@ -61,6 +64,7 @@ from analytics_hub.quality.mart_suites import (
     LoadedRange,
     Mart,
     chosen,
+    held_constraints_query,
     load_marts,
     manifest_path,
     newest_stamp_query,
@@ -220,16 +224,29 @@ def _advance(
         )
 
 
+def _held_constraints(
+    conn: psycopg.Connection[Any], marts: Sequence[Mart]
+) -> dict[str, frozenset[str]]:
+    """What each mart's table enforces itself, read from the catalog now: the rows suite
+    checks only the contract's constraints the table does not hold."""
+    return {
+        mart.name: frozenset(row[0] for row in conn.execute(held_constraints_query(mart)))
+        for mart in marts
+    }
+
+
 def _checkpoint(
     context: AbstractDataContext,
     conninfo: str,
     marts: Sequence[Mart],
     ranges: dict[str, LoadedRange],
+    held: dict[str, frozenset[str]],
 ) -> gx.Checkpoint:
     """The checkpoint of this run: each mart's schema and range's rows, on a fresh source.
 
-    The rows depend on the range, so the query assets (and the validation definitions
-    bound to them) are made again at each run, under the same names.
+    The rows depend on the range, and their suite on the constraints the table holds, so
+    the query assets (and the validation definitions bound to them) are made again at each
+    run, under the same names.
     """
     if DATA_SOURCE in context.data_sources.all():
         context.data_sources.delete(DATA_SOURCE)
@@ -249,7 +266,10 @@ def _checkpoint(
         touched = source.add_query_asset(mart.name, query=recent_query(mart, loaded))
         for batch, suite in (
             (table.add_batch_definition_whole_table(BATCH_DEFINITION), schema_suite(mart)),
-            (touched.add_batch_definition_whole_table(BATCH_DEFINITION), rows_suite(mart, loaded)),
+            (
+                touched.add_batch_definition_whole_table(BATCH_DEFINITION),
+                rows_suite(mart, loaded, held[mart.name]),
+            ),
         ):
             definitions.append(
                 context.validation_definitions.add_or_update(
@@ -335,10 +355,11 @@ def validate_marts(
     checked = chosen(declared, marts)
     with _one_run_at_a_time(conninfo) as conn:
         ranges = _loaded_ranges(conn, checked, timedelta(hours=settings.mart_window_hours))
+        held = _held_constraints(conn, checked)
         validated_at = datetime.now(UTC)
         run_name = f"marts.{validated_at:%Y%m%dT%H%M%S%fZ}"
         context = store.context(settings.data_docs_results_limit)
-        checkpoint = _checkpoint(context, conninfo, checked, ranges)
+        checkpoint = _checkpoint(context, conninfo, checked, ranges, held)
         outcome = checkpoint.run(run_id=gx.RunIdentifier(run_name=run_name, run_time=validated_at))
         by_suite = {result.suite_name: result for result in outcome.run_results.values()}
         _build_docs(context, outcome.run_results)

@@ -20,6 +20,17 @@ suites:
   on the rows that build brought; the gate checks whatever reached the mart since its last
   run, however late the builds ran, and records the outcome with the lake gate's.
 
+A fact's column rules are not tests but constraints of its contract (``constraints``:
+``not_null`` on a column, and ``check`` constraints, named), which dbt makes part of the
+table it creates: the database rejects a row that breaks one, so no expectation repeats a
+rule the table holds. Which ones it holds is read from the catalog at each run
+(``held_constraints_query``: the NOT NULL columns, the validated CHECKs by name), not
+assumed from the manifest: a table dbt created before its contract declared a constraint
+(dbt adds constraints only when it creates a table), or one made by other means, does not
+enforce it, and each constraint it lacks is checked over the rows like a test
+(``not_null:<column>``, or ``check:<name>``: the rows where the CHECK's expression is
+false). A ``not_null`` test on a column the table holds NOT NULL is skipped alike.
+
 Every expectation carries ``meta.severity`` (the test's: ``block`` for an error, which
 stops the feeds; ``warn`` is recorded and logged) and ``meta.name``, the name a failure is
 reported under. The row selection depends on the range, so the batch is a query asset made
@@ -65,6 +76,8 @@ TESTS = frozenset(
         "reconciles_with_fact",
     }
 )
+# The contract constraints (dbt's types) a suite checks where the table does not hold them.
+CONSTRAINTS = frozenset({"not_null", "check"})
 
 
 def manifest_path(settings: HubSettings) -> Path:
@@ -149,12 +162,41 @@ class Rule:
 
 
 @dataclass(frozen=True)
+class Constraint:
+    """A constraint of the mart's contract: ``not_null`` on ``column``, or a ``check`` of
+    ``expression`` (SQL over the mart's columns) named ``name``; ``column``, the one it
+    names, if any. The database enforces it where the table holds it."""
+
+    kind: str
+    column: str | None = None
+    name: str | None = None
+    expression: str | None = None
+
+    @property
+    def held_as(self) -> str | None:
+        """What ``held_constraints_query`` returns when the table holds it; None for a CHECK
+        without a name, which cannot be found (it is always checked over the rows)."""
+        if self.kind == "not_null":
+            return f"not_null:{self.column}"
+        return f"check:{self.name}" if self.name else None
+
+    @property
+    def label(self) -> str:
+        """The name of its expectation where the table does not hold it."""
+        if self.kind == "not_null":
+            return f"not_null:{self.column}"
+        return f"check:{self.name or self.column or self.expression}"
+
+
+@dataclass(frozen=True)
 class Mart:
     name: str
     module: str  # the module whose data it holds: the history and the summary are per module
     columns: dict[str, str]  # column → its contract's data_type, in the contract's order
     key: tuple[str, ...] = ()
     rules: tuple[Rule, ...] = ()
+    # the contract's not_null and check constraints (a fact's column rules)
+    constraints: tuple[Constraint, ...] = ()
     # a rollup: its fact, the fact's time column, the bucket width, and what must reconcile
     fact: str | None = None
     time_column: str | None = None
@@ -271,6 +313,37 @@ def _module(manifest: _Manifest, node: Mapping[str, Any]) -> str:
     return modules.pop()
 
 
+def _constraints(node: Mapping[str, Any]) -> list[Constraint]:
+    """The contract's ``not_null`` and ``check`` constraints, its columns' then the model's
+    (dbt renders a name only for the model's: a fact's CHECKs are declared there)."""
+    found = []
+    for column in node["columns"].values():
+        for declared in column.get("constraints") or ():
+            if declared["type"] == "not_null" or (
+                declared["type"] == "check" and declared.get("expression")
+            ):
+                found.append(
+                    Constraint(
+                        declared["type"],
+                        str(column["name"]),
+                        declared.get("name"),
+                        declared.get("expression"),
+                    )
+                )
+    for declared in node.get("constraints") or ():
+        columns = list(declared.get("columns") or ())
+        if declared["type"] == "check" and declared.get("expression"):
+            found.append(
+                Constraint(
+                    "check",
+                    str(columns[0]) if len(columns) == 1 else None,
+                    declared.get("name"),
+                    declared.get("expression"),
+                )
+            )
+    return found
+
+
 def _mart(manifest: _Manifest, node: Mapping[str, Any]) -> Mart:
     name = str(node["name"])
     columns = {
@@ -332,6 +405,7 @@ def _mart(manifest: _Manifest, node: Mapping[str, Any]) -> Mart:
         rules=tuple(
             rule for rule in rules if not (rule.test == "unique" and (rule.column,) == key)
         ),
+        constraints=tuple(_constraints(node)),
         fact=fact_name,
         time_column=time_column,
         width=width,
@@ -537,12 +611,62 @@ def _unique_key(mart: Mart) -> list[gxe.Expectation]:
     return [gxe.ExpectCompoundColumnsToBeUnique(column_list=list(mart.key), meta=meta)]
 
 
-def rows_suite(mart: Mart, loaded: LoadedRange) -> gx.ExpectationSuite:
-    """Keys, values, ranges and reconciliation over the rows the range's builds added."""
-    rules = sorted(mart.rules, key=lambda rule: rule.test != "not_null")  # nulls first
+def held_constraints_query(mart: Mart) -> str:
+    """What the mart's table holds of the constraints the gate knows, one ``held_as`` per
+    row: its NOT NULL columns, its validated CHECKs by name (nothing: no such table)."""
+    table = f"to_regclass('{mart.table}')"
+    return f"""
+select 'not_null:' || attname from pg_attribute
+where attrelid = {table} and attnum > 0 and not attisdropped and attnotnull
+union all
+select 'check:' || conname from pg_constraint
+where conrelid = {table} and contype = 'c' and convalidated
+""".strip()
+
+
+def check_query(mart: Mart, constraint: Constraint) -> str:
+    """The rows of the batch a CHECK rejects: its expression false (a null passes it).
+
+    No alias for the batch: GX gives a query without a join its own (``subselect``).
+    """
+    shown = list(dict.fromkeys([*mart.key, *([constraint.column] if constraint.column else [])]))
+    columns = ", ".join(shown) or "*"
+    return f"select {columns} from {{batch}} where not ({constraint.expression})"
+
+
+def _unheld_check(mart: Mart, constraint: Constraint) -> gxe.Expectation:
+    return gxe.UnexpectedRowsExpectation(
+        unexpected_rows_query=check_query(mart, constraint),
+        description=f"{constraint.expression}: a CHECK of the contract that the table of "
+        f"{mart.name} does not hold",
+        meta=_meta("block", "a constraint of the contract", constraint.label),
+    )
+
+
+def rows_suite(mart: Mart, loaded: LoadedRange, held: Iterable[str] = ()) -> gx.ExpectationSuite:
+    """Keys, values, ranges and reconciliation over the rows the range's builds added.
+
+    ``held``: what the mart's table enforces itself (``held_constraints_query``), which no
+    expectation repeats; the contract's constraints it does not hold are checked here.
+    """
+    enforced = set(held)
+    unheld = [c for c in mart.constraints if c.held_as not in enforced]
+    rules = [
+        rule
+        for rule in mart.rules
+        if not (rule.test == "not_null" and f"not_null:{rule.column}" in enforced)
+    ]
+    tested = {rule.column for rule in rules if rule.test == "not_null"}
+    rules += [
+        Rule("not_null", c.column)
+        for c in unheld
+        if c.kind == "not_null" and c.column is not None and c.column not in tested
+    ]
+    rules.sort(key=lambda rule: rule.test != "not_null")  # nulls first
     found = [_rule_expectation(mart, rule) for rule in rules if rule.test == "not_null"]
     found += _unique_key(mart)
     found += [_rule_expectation(mart, rule) for rule in rules if rule.test != "not_null"]
+    found += [_unheld_check(mart, c) for c in unheld if c.kind == "check"]
     found += [
         gxe.UnexpectedRowsExpectation(
             unexpected_rows_query=reconciliation_query(mart, rec, loaded),
