@@ -31,7 +31,7 @@ import pytest
 import yaml
 
 from analytics_hub import warehouse
-from analytics_hub.quality.mart_suites import held_constraints_query, load_marts
+from analytics_hub.quality.mart_suites import HELD_CONSTRAINTS, load_marts
 from hub_dev.postgres import PrivatePostgres
 from hub_dev.timescale_wasm import PgliteTimescale
 
@@ -323,8 +323,8 @@ values ('cost-ev-broken', %(hour)s, %(hour)s, 'cost.recorded', 'production', 'co
 
 def held(target: Target, relation: str, mart: Any) -> set[str]:
     """What ``relation`` holds of the mart's contract constraints, as the mart gate reads it."""
-    query = held_constraints_query(dataclasses.replace(mart, name=relation))
-    return {row[0] for row in target.rows(query)}
+    table = dataclasses.replace(mart, name=relation).table
+    return {row[1] for row in target.rows(HELD_CONSTRAINTS, {"tables": [table]})}
 
 
 def test_each_fact_holds_its_contracts_constraints_and_refuses_a_row_that_breaks_one(

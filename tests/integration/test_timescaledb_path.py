@@ -197,6 +197,17 @@ def test_rollups_are_continuous_aggregates_on_timescaledb_and_tables_on_postgres
         )
     }
     assert aggregates == set(marts(timescale, "aggregate"))
+    # each with an index on `_loaded_at` (its tests' filter), on its materialization
+    indexed = {
+        name
+        for (name,) in timescale.rows(
+            "select a.view_name from timescaledb_information.continuous_aggregates as a"
+            " join pg_indexes as i on i.schemaname = a.materialization_hypertable_schema"
+            " and i.tablename = a.materialization_hypertable_name"
+            " where i.indexdef like '%(_loaded_at)'"
+        )
+    }
+    assert indexed == aggregates
     kinds = dict(
         postgres.rows(
             "select relname, relkind::text from pg_class join pg_namespace n"

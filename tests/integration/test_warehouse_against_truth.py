@@ -10,6 +10,7 @@ again.
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -25,6 +26,7 @@ from typing import Any
 import polars as pl
 import psycopg
 import pytest
+import yaml
 from asset_states import ASSET_FACTS, deliver_asset_state, facts_off_their_asset_state
 from psycopg.rows import dict_row
 
@@ -841,6 +843,68 @@ def test_rollup_key_tests_check_the_buckets_of_the_newest_loads_and_catch_a_dupl
             " violation_type, violation_severity having count(*) > 1) as duplicates"
         )
         == 0
+    )
+
+
+def test_the_tests_filter_reads_the_newest_load_once_and_rollups_index_loaded_at(
+    built: Warehouse,
+) -> None:
+    """`vars.tested_rows` costs one lookup of the newest load per test, not one per row.
+
+    Forced to read a rollup whole (no index scan), a key test's query under the filter
+    still calls `landing.newest_load()` once; and every rollup has an index on `_loaded_at`,
+    so the filter need not read it whole.
+    """
+    tested_rows = yaml.safe_load((load_settings().dbt_project_dir / "dbt_project.yml").read_text())[
+        "vars"
+    ]["tested_rows"]
+    rollup = "analytics.agg_model_latency_hourly"
+    with psycopg.connect(built.dsn) as conn:
+        conn.execute("set track_functions = 'all'")
+        conn.execute("set enable_indexscan = off")
+        conn.execute("set enable_bitmapscan = off")
+        rows = conn.execute(f"select count(*) from {rollup}").fetchone()
+        assert rows is not None and rows[0] > 1
+        conn.execute(
+            f"select bucket, model_id from {rollup} where {tested_rows}"  # type: ignore[arg-type]
+            " group by 1, 2 having count(*) > 1"
+        )
+        calls = conn.execute(
+            "select calls from pg_stat_xact_user_functions where funcname = 'newest_load'"
+        ).fetchall()
+    assert calls == [(1,)], calls
+    manifest = json.loads((built.root / "target" / "manifest.json").read_text())
+    rollups = sorted(
+        node["name"]
+        for node in manifest["nodes"].values()
+        if node["config"].get("materialized") == "aggregate"
+    )
+    indexed = {
+        row["relname"]
+        for row in built.query(
+            "select c.relname from pg_class as c join pg_index as i on i.indrelid = c.oid"
+            " join pg_attribute as a on a.attrelid = c.oid and a.attnum = i.indkey[0]"
+            " where c.relnamespace = 'analytics'::regnamespace and a.attname = '_loaded_at'"
+        )
+    }
+    assert len(rollups) >= 10 and [name for name in rollups if name not in indexed] == []
+
+    # a rollup table built without it gets it on its next incremental build
+    index = built.one(
+        "select indexrelid::regclass::text from pg_index as i join pg_attribute as a"
+        " on a.attrelid = i.indrelid and a.attnum = i.indkey[0]"
+        f" where i.indrelid = '{rollup}'::regclass and a.attname = '_loaded_at'"
+    )
+    with psycopg.connect(built.dsn, autocommit=True) as conn:
+        conn.execute(f"drop index {index}")  # type: ignore[arg-type]
+    built.dbt_build("--select", "agg_model_latency_hourly")
+    assert (
+        built.one(
+            "select count(*) from pg_index as i join pg_attribute as a"
+            " on a.attrelid = i.indrelid and a.attnum = i.indkey[0]"
+            f" where i.indrelid = '{rollup}'::regclass and a.attname = '_loaded_at'"
+        )
+        == 1
     )
 
 

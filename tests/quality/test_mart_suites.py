@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -31,9 +30,9 @@ from analytics_hub.quality.mart_suites import (
     rows_suite,
     schema_suite,
 )
+from hub_dev.dbt import DbtRunner
 
 PROJECT = Path(__file__).resolve().parents[2]
-DBT = PROJECT / ".venv-dbt" / "bin" / "dbt"
 # A mart's module: the history and the summary are filed under it.
 MODULES = {
     "agg_budget_burn_monthly": "costops",
@@ -287,21 +286,8 @@ def project_copy(tmp_path: Path) -> Path:
 
 
 def parse(project: Path) -> Path:
-    target = project / "target"
-    result = subprocess.run(
-        [
-            str(DBT),
-            "parse",
-            "--quiet",
-            *("--project-dir", str(project), "--profiles-dir", str(project)),
-            *("--target-path", str(target), "--log-path", str(project / "logs")),
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert result.returncode == 0, result.stdout[-6000:]
-    return target / "manifest.json"
+    DbtRunner(None, project_dir=project).run("parse", "--quiet")
+    return project / "target" / "manifest.json"
 
 
 def test_a_column_added_to_a_fact_and_its_yaml_reaches_the_gate_unchanged(
@@ -320,7 +306,7 @@ def test_a_column_added_to_a_fact_and_its_yaml_reaches_the_gate_unchanged(
             "      - name: priority\n"
             "        data_type: integer\n"
             '        description: "How urgent the request was, 1 to 5."\n'
-            "        constraints: [{type: not_null, warn_unsupported: false}]\n"
+            "        constraints: [{type: not_null}]\n"
             "        data_tests:\n"
             "          - accepted_range:\n"
             "              arguments: {max_value: 3}\n"
@@ -339,7 +325,7 @@ def test_a_column_added_to_a_fact_and_its_yaml_reaches_the_gate_unchanged(
                 "    constraints:\n",
                 "    constraints:\n"
                 "      - {type: check, name: priority_range, columns: [priority],"
-                ' expression: "priority >= 1 and priority <= 5", warn_unsupported: false}\n',
+                ' expression: "priority >= 1 and priority <= 5"}\n',
             ),
         )
     )

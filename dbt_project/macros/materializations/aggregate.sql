@@ -120,6 +120,7 @@
         {% call statement('main') -%}
             {{ get_create_table_as_sql(False, intermediate, sql) }};
             create index on {{ intermediate }} (bucket);
+            create index on {{ intermediate }} (_loaded_at);
             {%- if existing is not none and existing.type == 'table' and not should_full_refresh() %}
             {{ keep_buckets_past_the_facts(existing, intermediate) }}
             {%- endif %}
@@ -139,6 +140,7 @@
             time index for that, row by row in index order, when its heap is in time order,
             which is slower than reading the partition. Bitmap and sequential scans stay, for
             small ranges too. -#}
+        {{ create_index_if_missing(target, '_loaded_at') }}
         {% call statement('main') -%}
             set local enable_indexscan = off;
             {{ get_create_table_as_sql(True, temp, sql) }};
@@ -152,6 +154,21 @@
     {{ drop_relation_if_exists(backup) }}
     {{ run_hooks(post_hooks, inside_transaction=False) }}
     {{ return({'relations': [target]}) }}
+{% endmacro %}
+
+{#- An index on `column` of `relation`, unless one leads with it: a rollup's tests and its
+    watermark select by `_loaded_at`, and a table built before it had the index gets it. -#}
+{% macro create_index_if_missing(relation, column) %}
+    {%- set held = run_query(
+        "select count(*) from pg_index as i join pg_attribute as a"
+        ~ " on a.attrelid = i.indrelid and a.attnum = i.indkey[0]"
+        ~ " where i.indrelid = '" ~ relation ~ "'::regclass and a.attname = '" ~ column ~ "'"
+    ).columns[0].values()[0] -%}
+    {%- if held == 0 -%}
+        {% call statement('index_' ~ column) -%}
+            create index on {{ relation }} ({{ column }})
+        {%- endcall %}
+    {%- endif -%}
 {% endmacro %}
 
 {#-
@@ -198,6 +215,7 @@
             as {{ sql }}
             with no data;
             comment on view {{ target }} is '{{ signature }}';
+            create index on {{ target }} (_loaded_at);
             select add_continuous_aggregate_policy(
                 '{{ target }}',
                 start_offset => interval '{{ refresh.start_offset }}',

@@ -60,11 +60,11 @@ from sqlalchemy.engine import URL
 
 from analytics_hub.quality.gate import SAMPLE_ROWS, Failure, exception_message
 from analytics_hub.quality.mart_suites import (
+    HELD_CONSTRAINTS,
     SCHEMA,
     LoadedRange,
     Mart,
     chosen,
-    held_constraints_query,
     load_marts,
     manifest_path,
     newest_stamp_query,
@@ -229,9 +229,9 @@ def _held_constraints(
 ) -> dict[str, frozenset[str]]:
     """What each mart's table enforces itself, read from the catalog now: the rows suite
     checks only the contract's constraints the table does not hold."""
+    rows = conn.execute(HELD_CONSTRAINTS, {"tables": [mart.table for mart in marts]}).fetchall()
     return {
-        mart.name: frozenset(row[0] for row in conn.execute(held_constraints_query(mart)))
-        for mart in marts
+        mart.name: frozenset(held for table, held in rows if table == mart.table) for mart in marts
     }
 
 

@@ -24,7 +24,7 @@ A fact's column rules are not tests but constraints of its contract (``constrain
 ``not_null`` on a column, and ``check`` constraints, named), which dbt makes part of the
 table it creates: the database rejects a row that breaks one, so no expectation repeats a
 rule the table holds. Which ones it holds is read from the catalog at each run
-(``held_constraints_query``: the NOT NULL columns, the validated CHECKs by name), not
+(``HELD_CONSTRAINTS``: the NOT NULL columns, the validated CHECKs by name), not
 assumed from the manifest: a table dbt created before its contract declared a constraint
 (dbt adds constraints only when it creates a table), or one made by other means, does not
 enforce it, and each constraint it lacks is checked over the rows like a test
@@ -174,7 +174,7 @@ class Constraint:
 
     @property
     def held_as(self) -> str | None:
-        """What ``held_constraints_query`` returns when the table holds it; None for a CHECK
+        """What ``HELD_CONSTRAINTS`` returns when the table holds it; None for a CHECK
         without a name, which cannot be found (it is always checked over the rows)."""
         if self.kind == "not_null":
             return f"not_null:{self.column}"
@@ -611,16 +611,19 @@ def _unique_key(mart: Mart) -> list[gxe.Expectation]:
     return [gxe.ExpectCompoundColumnsToBeUnique(column_list=list(mart.key), meta=meta)]
 
 
-def held_constraints_query(mart: Mart) -> str:
-    """What the mart's table holds of the constraints the gate knows, one ``held_as`` per
-    row: its NOT NULL columns, its validated CHECKs by name (nothing: no such table)."""
-    table = f"to_regclass('{mart.table}')"
-    return f"""
-select 'not_null:' || attname from pg_attribute
-where attrelid = {table} and attnum > 0 and not attisdropped and attnotnull
+# What the marts' tables (``%(tables)s``, schema-qualified names) hold of the constraints
+# the gate knows, one ``(table, held_as)`` per row: their NOT NULL columns, their validated
+# CHECKs by name (nothing for a table that is not there).
+HELD_CONSTRAINTS = """
+select tables.name, 'not_null:' || attname
+from unnest(%(tables)s::text[]) as tables (name)
+join pg_attribute on attrelid = to_regclass(tables.name)
+where attnum > 0 and not attisdropped and attnotnull
 union all
-select 'check:' || conname from pg_constraint
-where conrelid = {table} and contype = 'c' and convalidated
+select tables.name, 'check:' || conname
+from unnest(%(tables)s::text[]) as tables (name)
+join pg_constraint on conrelid = to_regclass(tables.name)
+where contype = 'c' and convalidated
 """.strip()
 
 
@@ -646,7 +649,7 @@ def _unheld_check(mart: Mart, constraint: Constraint) -> gxe.Expectation:
 def rows_suite(mart: Mart, loaded: LoadedRange, held: Iterable[str] = ()) -> gx.ExpectationSuite:
     """Keys, values, ranges and reconciliation over the rows the range's builds added.
 
-    ``held``: what the mart's table enforces itself (``held_constraints_query``), which no
+    ``held``: what the mart's table enforces itself (``HELD_CONSTRAINTS``), which no
     expectation repeats; the contract's constraints it does not hold are checked here.
     """
     enforced = set(held)
