@@ -196,8 +196,17 @@ HEADLINES = {
                (select sum(violations) from analytics.agg_violations_hourly) as violations
         from analytics.agg_compliance_hourly""",
     "threats by level": """
-        select threat_level, sum(security_events) as events
+        select coalesce(threat_level, '(no level)') as threat_level,
+               sum(security_events) as events
         from analytics.agg_threats_hourly group by 1 order by 2 desc""",
+    "compliance report, newest hours (policy engine feed)": """
+        select hour, evaluations, violations, compliance_rate, compliance_rate_trend
+        from analytics.rpt_policy_compliance_hourly order by hour desc limit 3""",
+    "usage report (costops feed)": """
+        select case when account_id is null then 'unattributed' else 'to accounts' end
+               as usage, sum(requests) as requests,
+               sum(input_tokens) as input_tokens, sum(output_tokens) as output_tokens
+        from analytics.rpt_costops_usage_hourly group by 1 order by 1 desc""",
 }
 
 

@@ -16,7 +16,6 @@ it; the database itself refuses a fact's row that breaks a rule of its contract.
 from __future__ import annotations
 
 import dataclasses
-import os
 import re
 import shutil
 import subprocess
@@ -32,13 +31,13 @@ import yaml
 
 from analytics_hub import warehouse
 from analytics_hub.quality.mart_suites import HELD_CONSTRAINTS, load_marts
+from hub_dev.dbt import DbtRunner
 from hub_dev.postgres import PrivatePostgres
 from hub_dev.timescale_wasm import PgliteTimescale
 
 pytestmark = pytest.mark.integration
 
 PROJECT = Path(__file__).resolve().parents[2]
-DBT = PROJECT / ".venv-dbt" / "bin" / "dbt"
 HOUR = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=2)
 
 LANDING = (
@@ -68,30 +67,17 @@ class Target:
 
     def __init__(self, name: str, dsn: str, root: Path, threads: int):
         self.name, self.dsn, self.root = name, dsn, root
-        info = psycopg.conninfo.conninfo_to_dict(dsn)
-        self.env = os.environ | {
-            "HUB_WAREHOUSE_HOST": str(info["host"]),
-            "HUB_WAREHOUSE_PORT": str(info["port"]),
-            "HUB_WAREHOUSE_USER": str(info["user"]),
-            "HUB_WAREHOUSE_DB": str(info["dbname"]),
-            "HUB_DBT_THREADS": str(threads),
-        }
-        self.env.pop("HUB_WAREHOUSE_KIND", None)
+        self.threads = threads
 
     def dbt(self, project: Path, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [
-                str(DBT),
-                *args,
-                *("--project-dir", str(project), "--profiles-dir", str(project)),
-                *("--target-path", str(self.root / self.name / project.name / "target")),
-                *("--log-path", str(self.root / self.name / project.name / "logs")),
-            ],
-            env=self.env,
-            capture_output=True,
-            text=True,
-            check=False,
+        runner = DbtRunner(
+            self.dsn,
+            project_dir=project,
+            target_path=self.root / self.name / project.name / "target",
+            log_path=self.root / self.name / project.name / "logs",
+            env={"HUB_DBT_THREADS": str(self.threads), "HUB_WAREHOUSE_KIND": None},
         )
+        return runner.run(*args, check=False)
 
     def build(self, project: Path, *args: str) -> None:
         result = self.dbt(project, "run", *args)

@@ -89,13 +89,14 @@ class Target:
 
 
 def marts(target: Target, materialized: str | None = None) -> list[str]:
-    """The mart models of the build's manifest (of one materialization, if given)."""
+    """The mart and report models of the build's manifest (of one materialization, if
+    given)."""
     manifest = json.loads((target.root / target.name / "target" / "manifest.json").read_text())
     return sorted(
         node["name"]
         for node in manifest["nodes"].values()
         if node["resource_type"] == "model"
-        and node["fqn"][1:2] == ["marts"]
+        and node["fqn"][1] in ("marts", "reports")
         and materialized in (None, node["config"]["materialized"])
     )
 
@@ -109,7 +110,7 @@ def load(hub: Pipeline, targets: list[Target], windows: list[Window]) -> None:
 def assert_same_marts(postgres: Target, timescale: Target) -> None:
     names = marts(postgres)
     assert names == marts(timescale)
-    assert {*FACTS, "agg_model_latency_hourly", "agg_model_latency_daily"} <= set(names)
+    assert {*FACTS, "agg_model_latency_hourly", "rpt_costops_usage_hourly"} <= set(names)
     for relation in names:
         expected = postgres.relation_rows(relation)
         assert expected, f"{relation} is empty: nothing compared"

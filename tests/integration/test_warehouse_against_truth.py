@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 import threading
 import time
@@ -28,16 +27,13 @@ import psycopg
 import pytest
 import yaml
 from asset_states import ASSET_FACTS, deliver_asset_state, facts_off_their_asset_state
-from psycopg.rows import dict_row
+from warehouse_house import Warehouse
 
 from analytics_hub import warehouse
-from analytics_hub.lake import Lake, Zone
-from analytics_hub.pipeline import Pipeline
-from analytics_hub.settings import load_gate_settings, load_settings
+from analytics_hub.lake import Zone
+from analytics_hub.settings import load_settings
 from analytics_hub.sources import MODULES
 from analytics_hub.windows import Window
-from hub_dev.dbt import DbtRunner
-from hub_dev.local_hub import simulator_endpoints
 from hub_dev.postgres import PrivatePostgres
 from simulators import SimulatorConfig, SimulatorProcess, compute_records, compute_truth
 
@@ -90,62 +86,6 @@ def grouped(
             ),
         )
     return groups
-
-
-class Warehouse:
-    def __init__(
-        self,
-        pg: PrivatePostgres,
-        root: Path,
-        sim: SimulatorProcess,
-        database: str = "warehouse_truth",
-        lake_of: Warehouse | None = None,
-    ):
-        """``lake_of``: start from a copy of that warehouse's lake (see ``load``)."""
-        self.pg, self.root, self.sim = pg, root, sim
-        self.database = database
-        pg.create_database(self.database)
-        self.dsn = pg.dsn(self.database)
-        if lake_of is not None:
-            shutil.copytree(lake_of.lake.root, root / "lake")
-        self.pipeline = Pipeline.from_settings(
-            load_settings(lake_url=str(root / "lake")),
-            load_gate_settings(work_dir=str(root / "work")),
-            pseudonym_key=b"k",
-        )
-        self.lake: Lake = self.pipeline.lake
-        self.dbt_runner = DbtRunner(self.dsn, target_path=root / "target", log_path=root / "logs")
-
-    def ingest_and_load(self, windows: list[Window]) -> None:
-        """Pull the windows of every module (the lake gate audits and publishes each), and
-        load them."""
-        with psycopg.connect(self.dsn, autocommit=True) as conn:
-            self.pipeline.run(simulator_endpoints(self.sim.url), windows, conn)
-
-    def load(self, windows: list[Window]) -> None:
-        """Load the windows of every module from the lake, where the gate approved them
-        already: the same rows as pulling them again, without paying the pull and the gate
-        for every warehouse."""
-        with psycopg.connect(self.dsn, autocommit=True) as conn:
-            self.pipeline.load(conn, windows)
-
-    def dbt_build(self, *extra: str) -> None:
-        self.dbt_runner.run("build", *extra)
-
-    def dbt(self, command: str, *extra: str) -> subprocess.CompletedProcess[str]:
-        return self.dbt_runner.run(command, *extra, check=False)
-
-    def dbt_process(self, command: str, *extra: str) -> subprocess.Popen[str]:
-        """dbt started, not waited for (its output: stdout, stderr merged into it)."""
-        return self.dbt_runner.start(command, *extra)
-
-    def query(self, sql: str) -> list[dict[str, Any]]:
-        with psycopg.connect(self.dsn) as conn, conn.cursor(row_factory=dict_row) as cursor:
-            cursor.execute(sql)  # type: ignore[arg-type]
-            return cursor.fetchall()
-
-    def one(self, sql: str) -> Any:
-        return next(iter(self.query(sql)[0].values()))
 
 
 @pytest.fixture(scope="module")
@@ -236,6 +176,126 @@ def test_compliance_counts_equal_the_truth(built: Warehouse) -> None:
     )[0]
     assert agg["evaluations"] == evaluations["valid"]
     assert agg["compliant"] == evaluations["counts"]["result"]["compliant"]
+
+
+def rate(compliant: int, evaluations: int) -> Decimal | None:
+    """compliant / evaluations to 6 decimals, half away from zero (PostgreSQL's round)."""
+    if not evaluations:
+        return None
+    return (Decimal(compliant) / Decimal(evaluations)).quantize(
+        Decimal("0.000001"), rounding=ROUND_HALF_UP
+    )
+
+
+def test_the_policy_compliance_report_equals_the_truth_hour_by_hour(built: Warehouse) -> None:
+    evaluations = truth_records("policy", "evaluations")
+    violations = truth_records("policy", "violations")
+    hours = sorted({hour_of(r["event_time"]) for r in [*evaluations, *violations]})
+    assert len(hours) >= 2
+    expected = {}
+    for hour in hours:
+        evaluated = [r for r in evaluations if hour_of(r["event_time"]) == hour]
+        before = [r for r in evaluations if hour_of(r["event_time"]) == hour - timedelta(hours=1)]
+        violated = [r for r in violations if hour_of(r["event_time"]) == hour]
+        compliant = sum(r["result"] == "compliant" for r in evaluated)
+        now = rate(compliant, len(evaluated))
+        previous = rate(sum(r["result"] == "compliant" for r in before), len(before))
+        expected[hour] = {
+            "evaluations": len(evaluated),
+            "compliant": compliant,
+            "non_compliant": sum(r["result"] == "non_compliant" for r in evaluated),
+            "violations": len(violated),
+            "compliance_rate": now,
+            "previous_compliance_rate": previous,
+            "compliance_rate_trend": None if now is None or previous is None else now - previous,
+            "by_type": Counter(r["violation_type"] for r in violated),
+            "by_severity": Counter(r["violation_severity"] for r in violated),
+        }
+    reported = {}
+    for row in built.query(
+        "select hour, evaluations, compliant, non_compliant, violations, compliance_rate,"
+        " previous_compliance_rate, compliance_rate_trend, violations_by_type,"
+        " violations_by_severity from analytics.rpt_policy_compliance_hourly"
+    ):
+        by_type, by_severity = row.pop("violations_by_type"), row.pop("violations_by_severity")
+        row["by_type"] = Counter({k["violation_type"]: k["violations"] for k in by_type})
+        row["by_severity"] = Counter(
+            {k["violation_severity"]: k["violations"] for k in by_severity}
+        )
+        reported[row.pop("hour")] = row
+    assert sorted(reported) == hours
+    for hour in hours:
+        assert reported[hour] == expected[hour], hour
+    # the first hour has no hour before it: its trend is absent, not zero
+    assert reported[hours[0]]["compliance_rate_trend"] is None
+
+
+def attributed_usage() -> dict[tuple[Any, ...], tuple[Any, ...]]:
+    """The usage report's rows as docs/feeds.md states the rule, from the simulator's records:
+    ``(hour, account_id, asset_id) -> (requests, input_tokens, output_tokens)``."""
+    usage: dict[tuple[Any, Any], list[Any]] = {}
+    for r in truth_records("observatory", "metrics"):
+        totals = usage.setdefault((hour_of(r["event_time"]), r["asset_id"]), [0, None, None])
+        totals[0] += 1
+        for i, name in ((1, "input_tokens"), (2, "output_tokens")):
+            if r[name] is not None:
+                totals[i] = (totals[i] or 0) + r[name]
+    latest: dict[str, dict[str, Any]] = {}
+    for r in truth_records("costops", "cost-data"):
+        kept = latest.get(r["cost_record_id"])
+        if kept is None or r["record_version"] > kept["record_version"]:
+            latest[r["cost_record_id"]] = r
+    tokens: dict[tuple[Any, Any], dict[str, int]] = {}
+    for r in latest.values():
+        if r["asset_id"] is None or r["account_id"] is None:
+            continue
+        end = r["usage_end"] - timedelta(microseconds=1) if r["usage_end"] else r["usage_start"]
+        hour, last = hour_of(r["usage_start"]), hour_of(max(end, r["usage_start"]))
+        while hour <= last:
+            accounts = tokens.setdefault((hour, r["asset_id"]), {})
+            accounts[r["account_id"]] = (
+                accounts.get(r["account_id"], 0)
+                + (r["input_tokens"] or 0)
+                + (r["output_tokens"] or 0)
+            )
+            hour += timedelta(hours=1)
+    rows: dict[tuple[Any, ...], tuple[Any, ...]] = {}
+    for (hour, asset), totals in usage.items():
+        accounts = tokens.get((hour, asset))
+        if not accounts:
+            rows[(hour, None, asset)] = tuple(totals)
+            continue
+        weights = {a: (t if sum(accounts.values()) > 0 else 1) for a, t in accounts.items()}
+        whole, running = sum(weights.values()), 0
+        for account in sorted(weights, key=lambda a: a.encode()):
+            before, running = running, running + weights[account]
+            rows[(hour, account, asset)] = tuple(
+                None if total is None else total * running // whole - total * before // whole
+                for total in totals
+            )
+    return rows
+
+
+def test_the_usage_report_attributes_every_request_to_accounts_as_the_rule_says(
+    built: Warehouse,
+) -> None:
+    expected = attributed_usage()
+    reported = {
+        (row["hour"], row["account_id"], row["asset_id"]): (
+            row["requests"],
+            row["input_tokens"],
+            row["output_tokens"],
+        )
+        for row in built.query(
+            "select hour, account_id, asset_id, requests, input_tokens, output_tokens"
+            " from analytics.rpt_costops_usage_hourly"
+        )
+    }
+    assert reported == expected
+    # some usage is split between accounts, some is unattributed, and none is lost
+    assert any(account is None for _, account, _ in reported)
+    assert len({(h, a) for h, _, a in reported}) < len(reported)
+    assert sum(r[0] for r in reported.values()) == truth("observatory", "metrics")["valid"]
 
 
 def test_costs_keep_the_latest_version_and_sum_to_the_cent(built: Warehouse) -> None:
@@ -430,6 +490,7 @@ ROLLUPS = [
     "agg_registry_events_daily",
     "agg_budget_burn_monthly",
 ]
+REPORTS = ["rpt_policy_compliance_hourly", "rpt_costops_usage_hourly"]
 
 
 def _marts_without_load_times(house: Warehouse) -> dict[str, list[dict[str, Any]]]:
@@ -438,7 +499,7 @@ def _marts_without_load_times(house: Warehouse) -> dict[str, list[dict[str, Any]
             {k: v for k, v in row.items() if k != "_loaded_at"}
             for row in house.query(f"select * from analytics.{table} order by 1, 2, 3, 4")
         ]
-        for table in ROLLUPS + FACTS
+        for table in ROLLUPS + FACTS + REPORTS
     }
 
 
