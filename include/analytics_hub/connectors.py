@@ -85,7 +85,10 @@ class BadPageError(PullError):
         return (rebuild, (str(self),))
 
 
-class _RetryableError(Exception):
+class RetryableError(Exception):
+    """An answer or failure worth another attempt (429, 5xx, a timeout, a dropped
+    connection); ``retry_after``: the seconds the server asked for, if it did."""
+
     def __init__(self, message: str, retry_after: float | None = None):
         super().__init__(message)
         self.retry_after = retry_after
@@ -133,13 +136,13 @@ class _Clock:
                 "on the module (HUB_PULL_DEADLINE_SECONDS)"
             )
         if now - self.request_started > self.request_seconds:
-            raise _RetryableError(
+            raise RetryableError(
                 f"response not complete after {self.request_seconds:g} s "
                 "(HUB_HTTP_REQUEST_DEADLINE_SECONDS)"
             )
 
 
-def _retry_after(response: httpx.Response) -> float | None:
+def retry_after(response: httpx.Response) -> float | None:
     value = response.headers.get("Retry-After")
     try:
         return max(0.0, float(value)) if value is not None else None
@@ -147,7 +150,7 @@ def _retry_after(response: httpx.Response) -> float | None:
         return None
 
 
-def _error_message(status: int, body: bytes) -> str:
+def error_message(status: int, body: bytes) -> str:
     try:
         error = orjson.loads(body)["error"]
         return f"{status} {error['code']}: {error['message']}"
@@ -253,6 +256,38 @@ def _shorten(text: str, most: int = 80) -> str:
     return text if len(text) <= most else text[: most - 3] + "..."
 
 
+def http_retrying(settings: HubSettings, who: str) -> Retrying:
+    """The retry policy of every HTTP call the hub makes: a ``RetryableError`` is tried
+    again up to ``http_max_attempts`` in all, after the answer's Retry-After or an
+    exponential backoff with jitter, capped at ``http_max_backoff_seconds``."""
+    exponential = wait_exponential_jitter(multiplier=0.5, max=settings.http_max_backoff_seconds)
+
+    def wait(state: RetryCallState) -> float:
+        error = state.outcome.exception() if state.outcome else None
+        if isinstance(error, RetryableError) and error.retry_after is not None:
+            return min(error.retry_after, settings.http_max_backoff_seconds)
+        return float(exponential(state))
+
+    def log_retry(state: RetryCallState) -> None:
+        error = state.outcome.exception() if state.outcome else None
+        pause = state.next_action.sleep if state.next_action else 0.0
+        log.warning(
+            "%s: attempt %d failed (%s); retrying in %.1f s",
+            who,
+            state.attempt_number,
+            error,
+            pause,
+        )
+
+    return Retrying(
+        retry=retry_if_exception(lambda e: isinstance(e, RetryableError)),
+        wait=wait,
+        stop=stop_after_attempt(settings.http_max_attempts),
+        before_sleep=log_retry,
+        reraise=True,
+    )
+
+
 class ModuleClient:
     """Pulls one module's endpoints; one instance per task, closed when done."""
 
@@ -265,32 +300,7 @@ class ModuleClient:
             headers={"Authorization": f"Bearer {endpoint.token}", "Accept": "application/json"},
             timeout=settings.http_timeout_seconds,
         )
-        exponential = wait_exponential_jitter(multiplier=0.5, max=settings.http_max_backoff_seconds)
-
-        def wait(state: RetryCallState) -> float:
-            error = state.outcome.exception() if state.outcome else None
-            if isinstance(error, _RetryableError) and error.retry_after is not None:
-                return min(error.retry_after, settings.http_max_backoff_seconds)
-            return float(exponential(state))
-
-        def log_retry(state: RetryCallState) -> None:
-            error = state.outcome.exception() if state.outcome else None
-            pause = state.next_action.sleep if state.next_action else 0.0
-            log.warning(
-                "%s: attempt %d failed (%s); retrying in %.1f s",
-                module.service,
-                state.attempt_number,
-                error,
-                pause,
-            )
-
-        self._retrying = Retrying(
-            retry=retry_if_exception(lambda e: isinstance(e, _RetryableError)),
-            wait=wait,
-            stop=stop_after_attempt(settings.http_max_attempts),
-            before_sleep=log_retry,
-            reraise=True,
-        )
+        self._retrying = http_retrying(settings, module.service)
 
     def __enter__(self) -> ModuleClient:
         return self
@@ -313,7 +323,7 @@ class ModuleClient:
             cause=fault.cause,
         )
 
-    def _gave_up(self, path: str, window: Window | None, exc: _RetryableError) -> PullError:
+    def _gave_up(self, path: str, window: Window | None, exc: RetryableError) -> PullError:
         return PullError(
             f"{self._describe(path, window)} failed after "
             f"{self.settings.http_max_attempts} attempts: {exc}"
@@ -340,9 +350,9 @@ class ModuleClient:
         clock.check()
         if response.is_error:
             body, _ = self._receive(response, ERROR_BODY_BYTES, clock)
-            message = _error_message(response.status_code, body)
+            message = error_message(response.status_code, body)
             if response.status_code in RETRYABLE_STATUS:
-                raise _RetryableError(message, _retry_after(response))
+                raise RetryableError(message, retry_after(response))
             raise PullError(f"{self._describe(path, window)} failed: {message}")
         content_type = response.headers.get("Content-Type")
         if _clearly_not_json(content_type):
@@ -368,11 +378,11 @@ class ModuleClient:
                         raise _PageError("too_large", too_large, body)
                     return body
             except httpx.TransportError as exc:
-                raise _RetryableError(f"{type(exc).__name__}: {exc}") from exc
+                raise RetryableError(f"{type(exc).__name__}: {exc}") from exc
 
         try:
             return self._retrying(attempt)
-        except _RetryableError as exc:
+        except RetryableError as exc:
             raise self._gave_up(path, window, exc) from exc
 
     def pages(self, path: str, window: Window | None) -> Iterator[Page]:
@@ -429,7 +439,7 @@ class ModuleClient:
         """
         try:
             yield from self._stream_lines(path, window, chunk_bytes)
-        except _RetryableError as exc:
+        except RetryableError as exc:
             raise self._gave_up(path, window, exc) from exc
 
     def _stream_lines(self, path: str, window: Window, chunk_bytes: int) -> Iterator[bytes]:
@@ -480,14 +490,14 @@ class ModuleClient:
                         return
                 except _PageError as fault:
                     raise self._bad(fault, path, window, yielded, "chunk") from None
-                except (httpx.TransportError, _RetryableError) as exc:
+                except (httpx.TransportError, RetryableError) as exc:
                     if yielded:
                         raise PullError(
                             f"{self._describe(path, window)}: stream broke midway: {exc}"
                         ) from exc
-                    if isinstance(exc, _RetryableError):
+                    if isinstance(exc, RetryableError):
                         raise
-                    raise _RetryableError(f"{type(exc).__name__}: {exc}") from exc
+                    raise RetryableError(f"{type(exc).__name__}: {exc}") from exc
 
     def list_ids(self, path: str, keys: tuple[str, ...], window: Window | None) -> list[str]:
         """The ids listed by a state endpoint (the parent of a fan-out), sorted.
