@@ -8,12 +8,11 @@ can break it without a failing line. The project adds macros under names of its 
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 from pathlib import Path
 
-from analytics_hub.settings import project_root
+from analytics_hub.settings import load_settings
 
 DEFINITION = re.compile(r"{%-?\s*(?:macro|materialization|test)\s+(\w+)")
 
@@ -28,7 +27,7 @@ def macro_names(root: Path) -> dict[str, Path]:
 
 def dbt_macro_folders() -> list[Path]:
     """dbt's global project and dbt-postgres's macros, as installed in dbt's virtualenv."""
-    dbt = Path(os.environ.get("HUB_DBT_EXECUTABLE", project_root() / ".venv-dbt/bin/dbt"))
+    dbt = load_settings().dbt_executable
     found = subprocess.run(
         [
             str(dbt.parent / "python"),
@@ -44,7 +43,7 @@ def dbt_macro_folders() -> list[Path]:
 
 
 def test_no_project_macro_has_the_name_of_one_of_dbts() -> None:
-    dbt_project = project_root() / "dbt_project"
+    dbt_project = load_settings().dbt_project_dir
     # Macros, and generic tests (each a macro named test_<name>) in either of their folders.
     project = macro_names(dbt_project / "macros") | macro_names(dbt_project / "tests")
     dbts = {}
