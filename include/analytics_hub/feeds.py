@@ -37,7 +37,7 @@ from psycopg.rows import dict_row
 
 from analytics_hub.connectors import RetryableError, error_message, http_retrying, retry_after
 from analytics_hub.settings import HubSettings
-from analytics_hub.warehouse import WarehouseConnection
+from analytics_hub.warehouse import LOADS_LEDGER, WarehouseConnection, landing_table
 from analytics_hub.windows import Window
 
 log = logging.getLogger(__name__)
@@ -57,8 +57,24 @@ class FeedError(RuntimeError):
 
 
 @dataclass(frozen=True)
+class Source:
+    """A landing table whose loads a feed's windows wait for. ``settle``: how long after a
+    window the source still brings its data in the normal course (costops reports an
+    hour's usage in the batch after it), which a window also waits for."""
+
+    module: str
+    entity: str
+    settle: timedelta = timedelta(0)
+
+    @property
+    def table(self) -> str:
+        return landing_table(self.module, self.entity)
+
+
+@dataclass(frozen=True)
 class Feed:
-    """One report stream: its report model, its receiver's path, how it makes a payload.
+    """One report stream: its report model, its receiver's path, how it makes a payload,
+    and the sources its windows wait for.
 
     ``body`` turns the model's rows of one window into the report's fields (the report
     id, revision and window are added around them).
@@ -68,6 +84,7 @@ class Feed:
     model: str
     path: str
     body: Callable[[Rows], dict[str, Any]]
+    sources: tuple[Source, ...]
     width: timedelta = timedelta(hours=1)
 
     def report_id(self, window: Window) -> str:
@@ -158,10 +175,54 @@ FEEDS: Mapping[str, Feed] = {
             "rpt_policy_compliance_hourly",
             "/api/v1/compliance/report",
             compliance_body,
+            (Source("policy", "evaluations"), Source("policy", "violations")),
         ),
-        Feed("costops_usage", "rpt_costops_usage_hourly", "/api/v1/usage/report", usage_body),
+        Feed(
+            "costops_usage",
+            "rpt_costops_usage_hourly",
+            "/api/v1/usage/report",
+            usage_body,
+            (
+                Source("observatory", "metrics"),
+                Source("costops", "cost_records", settle=timedelta(hours=1)),
+            ),
+        ),
     ]
 }
+
+
+# The end of the unbroken run of a landing table's windows (from its first) that loaded
+# no later than %(built)s; loaded windows never overlap (warehouse._refuse_overlaps).
+LANDED_THROUGH = f"""
+with loads as (
+    select window_start, window_end,
+        max(window_end) over (
+            order by window_start rows between unbounded preceding and 1 preceding
+        ) as reach
+    from {LOADS_LEDGER}
+    where table_name = %(table)s and loaded_at <= %(built)s
+)
+select coalesce(min(reach) filter (where reach < window_start), max(window_end)) from loads
+"""
+
+
+def complete_through(
+    conn: WarehouseConnection, feed: Feed, built_through: datetime
+) -> datetime | None:
+    """Where the feed's complete windows end: a window is complete once every source's
+    windows up to its end (and the source's settle past it) have landed, passed the lake
+    gate (the load takes only approved windows) and been built, i.e. loaded no later than
+    ``built_through``, the newest load the builds since have taken in. None until every
+    source has such a load. A source's gap (a window that failed to land) holds every
+    later window back until it is filled."""
+    ends: list[datetime] = []
+    for source in feed.sources:
+        row = conn.execute(LANDED_THROUGH, {"table": source.table, "built": built_through})
+        (landed,) = row.fetchone() or (None,)
+        if not isinstance(landed, datetime):
+            return None
+        ends.append(landed - source.settle)
+    return min(ends)
 
 
 def ensure_ledger(conn: WarehouseConnection) -> None:

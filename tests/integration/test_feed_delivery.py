@@ -5,7 +5,7 @@ window goes out again as the next revision of the same report id, exactly once.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -14,8 +14,17 @@ import psycopg
 import pytest
 from warehouse_house import Warehouse
 
-from analytics_hub.feeds import FEEDS, FeedError, Receiver, deliver, payload_hash, report_rows
+from analytics_hub.feeds import (
+    FEEDS,
+    FeedError,
+    Receiver,
+    complete_through,
+    deliver,
+    payload_hash,
+    report_rows,
+)
 from analytics_hub.settings import HubSettings, load_settings
+from analytics_hub.warehouse import LOADS_LEDGER, ensure_landing_tables, landing_table
 from analytics_hub.windows import Window
 from hub_dev.postgres import PrivatePostgres
 from simulators import SimulatorConfig, SimulatorProcess
@@ -199,3 +208,43 @@ def test_a_refused_report_fails_naming_feed_window_status_and_message(house: War
         # the right token later: the same revision goes out and is recorded as sent
         sent = deliver(conn, feed, window, receiver(sim, quiet, "costops_usage"), settings())
         assert sent.sent and feed.report_id(window) in received(sim, "costops_usage")
+
+
+def test_a_window_is_complete_once_every_source_has_landed_and_been_built_through_it(
+    new_database: Callable[[str], str],
+) -> None:
+    """Per source: the unbroken run of its loaded windows, those loaded by the newest
+    load the builds took in; less its settle (costops: an hour); the earliest wins."""
+    h = START
+    built = datetime(2026, 11, 23, 20, tzinfo=UTC)
+
+    def loaded(conn: psycopg.Connection[Any], module: str, entity: str, *hours: int) -> None:
+        for hour in hours:
+            conn.execute(
+                f"insert into {LOADS_LEDGER} (table_name, window_start, window_end, rows,"
+                " loaded_at) values (%s, %s, %s, 0, %s)",
+                (
+                    landing_table(module, entity),
+                    h + timedelta(hours=hour),
+                    h + timedelta(hours=hour + 1),
+                    h + timedelta(hours=hour + 1, minutes=5),
+                ),
+            )
+
+    policy, usage = FEEDS["policy_compliance"], FEEDS["costops_usage"]
+    with psycopg.connect(new_database("feeds_complete"), autocommit=True) as conn:
+        ensure_landing_tables(conn)
+        assert complete_through(conn, policy, built) is None  # nothing loaded yet
+        loaded(conn, "policy", "evaluations", 0, 1, 2, 3)
+        assert complete_through(conn, policy, built) is None  # violations: none yet
+        loaded(conn, "policy", "violations", 0, 2, 3)
+        assert complete_through(conn, policy, built) == h + timedelta(hours=1)  # the gap
+        loaded(conn, "policy", "violations", 1)
+        assert complete_through(conn, policy, built) == h + timedelta(hours=4)
+        # a window loaded after the newest load the builds took in is not built yet
+        assert complete_through(conn, policy, h + timedelta(hours=3)) == h + timedelta(hours=2)
+
+        loaded(conn, "observatory", "metrics", 0, 1, 2, 3)
+        loaded(conn, "costops", "cost_records", 0, 1, 2, 3)
+        # costops reports an hour's usage in the batch after it
+        assert complete_through(conn, usage, built) == h + timedelta(hours=3)
