@@ -239,6 +239,7 @@ def ensure_ledger(conn: WarehouseConnection) -> None:
             attempts integer not null,
             status text not null check (status in ('sent', 'failed')),
             response text,
+            built_through timestamptz,
             sent_at timestamptz not null default statement_timestamp(),
             primary key (feed, window_start, window_end, revision)
         )
@@ -289,9 +290,11 @@ def deliver(
     window: Window,
     receiver: Receiver,
     settings: HubSettings,
+    built_through: datetime | None = None,
 ) -> Delivery:
     """Send the window's report unless the receiver already holds this payload; record the
-    outcome in the ledger. Raises ``FeedError`` when the receiver refuses it or does not
+    outcome in the ledger (with ``built_through``, the newest load the builds behind it had
+    taken in, when known). Raises ``FeedError`` when the receiver refuses it or does not
     answer within the retries; the ledger records that too."""
     ensure_ledger(conn)
     with conn.transaction():
@@ -317,12 +320,13 @@ def deliver(
         conn.execute(
             f"""
             insert into {LEDGER} (feed, window_start, window_end, revision, report_id,
-                                  payload_hash, attempts, status, response)
-            values (%s, %s, %s, %s, %s, %s, %s, %s, %s)
+                                  payload_hash, attempts, status, response, built_through)
+            values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
             on conflict (feed, window_start, window_end, revision) do update set
                 attempts = {LEDGER}.attempts + excluded.attempts,
                 status = excluded.status,
                 response = excluded.response,
+                built_through = excluded.built_through,
                 sent_at = excluded.sent_at
             """,
             (
@@ -335,6 +339,7 @@ def deliver(
                 attempts,
                 status,
                 answer[:ANSWER_CHARS],
+                built_through,
             ),
         )
     if error is not None:
@@ -386,3 +391,72 @@ def _post(
         return attempts, "sent", answer, None
     message = f"{what}: refused: {error_message(response.status_code, response.content)}"
     return attempts, "failed", answer, FeedError(message)
+
+
+def pending_windows(
+    conn: WarehouseConnection, feed: Feed, until: datetime, since: datetime | None
+) -> list[Window]:
+    """The feed's windows ending by ``until`` that may need sending: each one from the
+    first its sources loaded that has no revision sent yet, and each one whose report rows
+    a build changed after ``since`` (the newest load the last publish had seen)."""
+    ensure_ledger(conn)
+    width = feed.width
+    rows = conn.execute(
+        f"""
+        with first as (
+            select date_bin(%(width)s, min(window_start), timestamptz '2000-01-03Z') as start
+            from {LOADS_LEDGER} where table_name = any(%(tables)s)
+        ),
+        unsent as (
+            select generate_series(first.start, %(until)s - %(width)s, %(width)s) as start
+            from first
+        )
+        select start from unsent
+        where start is not null and not exists (
+            select from {LEDGER}
+            where feed = %(feed)s and window_start = unsent.start and status = 'sent'
+        )
+        union
+        select distinct hour from {REPORTS_SCHEMA}.{feed.model}
+        where _loaded_at > %(since)s and hour + %(width)s <= %(until)s
+        order by 1
+        """,
+        {
+            "width": width,
+            "tables": [source.table for source in feed.sources],
+            "until": until,
+            "since": since or datetime.min.replace(tzinfo=until.tzinfo),
+            "feed": feed.name,
+        },
+    ).fetchall()
+    return [Window(start, start + width) for (start,) in rows]
+
+
+def publish(
+    conn: WarehouseConnection,
+    feed: Feed,
+    receiver: Receiver,
+    settings: HubSettings,
+    built_through: datetime,
+) -> list[Delivery]:
+    """Deliver every complete window of the feed that the receiver does not hold as it is
+    now (``complete_through``, ``pending_windows``). A window that fails does not stop the
+    others; the run then raises one ``FeedError`` naming every failed window."""
+    until = complete_through(conn, feed, built_through)
+    if until is None:
+        return []
+    ensure_ledger(conn)
+    (since,) = conn.execute(
+        f"select max(built_through) from {LEDGER} where feed = %s", (feed.name,)
+    ).fetchone() or (None,)
+    deliveries, failures = [], []
+    for window in pending_windows(conn, feed, until, since):
+        try:
+            deliveries.append(deliver(conn, feed, window, receiver, settings, built_through))
+        except FeedError as error:
+            failures.append(str(error))
+    if failures:
+        raise FeedError(
+            f"{len(failures)} window(s) of feed {feed.name} failed: " + "; ".join(failures)
+        )
+    return deliveries

@@ -21,6 +21,7 @@ from analytics_hub.feeds import (
     complete_through,
     deliver,
     payload_hash,
+    publish,
     report_rows,
 )
 from analytics_hub.settings import HubSettings, load_settings
@@ -248,3 +249,48 @@ def test_a_window_is_complete_once_every_source_has_landed_and_been_built_throug
         loaded(conn, "costops", "cost_records", 0, 1, 2, 3)
         # costops reports an hour's usage in the batch after it
         assert complete_through(conn, usage, built) == h + timedelta(hours=3)
+
+
+def test_publish_sends_each_complete_window_once_and_a_changed_one_again(house: Warehouse) -> None:
+    quiet = SimulatorConfig(seed=25, chaos=0.0, stall_seconds=0.0, fault_rate=0.0)
+    with SimulatorProcess(quiet) as sim, psycopg.connect(house.dsn, autocommit=True) as conn:
+        built = house.one("select landing.newest_load()")
+        for name, feed in FEEDS.items():
+            to = receiver(sim, quiet, name)
+            until = complete_through(conn, feed, built)
+            assert until is not None
+            sent = [d for d in publish(conn, feed, to, settings(), built) if d.sent]
+            windows = {d.window for d in sent}
+            assert all(w.end <= until for w in windows)
+            # every hour of the report up to there, and every hour since the first load
+            reported = {
+                Window(row["hour"], row["hour"] + timedelta(hours=1))
+                for row in house.query(f"select distinct hour from analytics.{feed.model}")
+                if row["hour"] + timedelta(hours=1) <= until
+            }
+            assert reported <= windows
+            assert Window(START, START + timedelta(hours=1)) in windows
+            assert set(received(sim, name)) == {feed.report_id(w) for w in windows}
+            assert not any(d.sent for d in publish(conn, feed, to, settings(), built))
+
+        # a late evaluation in a sent hour, loaded and built after it
+        feed = FEEDS["policy_compliance"]
+        window = Window(START, START + timedelta(hours=1))
+        conn.execute(
+            "insert into landing.policy__evaluations select (p).* from ("
+            " select jsonb_populate_record(null::landing.policy__evaluations,"
+            "  to_jsonb(e) || jsonb_build_object('event_id', 'late-eval-2', 'evaluation_id',"
+            "  'late-eval-2', 'result', 'non_compliant', '_loaded_at', statement_timestamp()))"
+            "  as p from landing.policy__evaluations as e"
+            "  where event_time >= %s and event_time < %s limit 1) as late",
+            (window.start, window.end),
+        )
+        house.dbt_build("--select", "+rpt_policy_compliance_hourly")
+        later = house.one("select max(_loaded_at) from landing.policy__evaluations")
+        to = receiver(sim, quiet, "policy_compliance")
+        resent = [d for d in publish(conn, feed, to, settings(), later) if d.sent]
+        assert window in {d.window for d in resent}
+        # the hour itself and, its trend having changed, the hour after it: nothing else
+        assert {d.window.start for d in resent} <= {window.start, window.end}
+        assert all(d.sent and d.revision == 2 for d in resent)
+        assert not any(d.sent for d in publish(conn, feed, to, settings(), later))
