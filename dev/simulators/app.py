@@ -130,15 +130,18 @@ def decode_token(token: str | None, window_digest: str) -> int:
 
 
 class ReceivedFeeds:
-    """Pushed reports by feed and report_id: a re-post replaces, never duplicates."""
+    """Pushed reports by feed and report_id: a re-post replaces, never duplicates. Every
+    accepted post is also kept in order (``posts``), so a test sees how often a report came."""
 
     def __init__(self) -> None:
         self.by_feed: dict[str, dict[str, Any]] = {name: {} for _, _, name in FEED_RECEIVERS}
+        self.posts: dict[str, list[dict[str, Any]]] = {name: [] for _, _, name in FEED_RECEIVERS}
 
     def store(self, feed: str, body: dict[str, Any]) -> bool:
         reports = self.by_feed[feed]
         replaced = body["report_id"] in reports
         reports[body["report_id"]] = body
+        self.posts[feed].append(body)
         return replaced
 
 
@@ -323,10 +326,18 @@ def create_app(config: SimulatorConfig) -> FastAPI:
             raise ContractError(404, f"unknown feed {feed!r}; known: {sorted(received.by_feed)}")
         return success_response(list(received.by_feed[feed].values()))
 
+    @app.get("/_sim/posts/{feed}")
+    async def show_posts(feed: str) -> Response:
+        if feed not in received.posts:
+            raise ContractError(404, f"unknown feed {feed!r}; known: {sorted(received.posts)}")
+        return success_response(received.posts[feed])
+
     @app.delete("/_sim/received")
     async def forget_received() -> Response:
         for reports in received.by_feed.values():
             reports.clear()
+        for posts in received.posts.values():
+            posts.clear()
         return success_response({"cleared": True})
 
     @app.get("/{module}/_sim/truth/{entity}")

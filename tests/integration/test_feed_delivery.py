@@ -63,6 +63,11 @@ def received(sim: SimulatorProcess, feed: str) -> dict[str, dict[str, Any]]:
     return {report["report_id"]: report for report in answer}
 
 
+def posts(sim: SimulatorProcess, feed: str) -> list[dict[str, Any]]:
+    """Every post the receiver accepted, in order: how often each report came."""
+    return list(httpx.get(f"{sim.url}/_sim/posts/{RECEIVED[feed]}").json()["data"])
+
+
 def hours(house: Warehouse) -> list[Window]:
     """Every hour the reports hold."""
     found = house.query(
@@ -110,6 +115,8 @@ def test_each_report_reaches_its_receiver_as_its_model_says_once_under_chaos(
 
             got = received(sim, name)
             assert sorted(got) == sorted(feed.report_id(w) for w in windows)
+            # retried through 429s, 5xx and stalls, each report was accepted once
+            assert len(posts(sim, name)) == len(windows)
             for window in windows:
                 report = got[feed.report_id(window)]
                 rows = report_rows(conn, feed, window)
@@ -293,4 +300,8 @@ def test_publish_sends_each_complete_window_once_and_a_changed_one_again(house: 
         # the hour itself and, its trend having changed, the hour after it: nothing else
         assert {d.window.start for d in resent} <= {window.start, window.end}
         assert all(d.sent and d.revision == 2 for d in resent)
+        late = [
+            p for p in posts(sim, "policy_compliance") if p["report_id"] == feed.report_id(window)
+        ]
+        assert [p["revision"] for p in late] == [1, 2]  # once per change
         assert not any(d.sent for d in publish(conn, feed, to, settings(), later))
