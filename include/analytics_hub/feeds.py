@@ -120,11 +120,6 @@ def _iso(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _number(value: Any) -> Any:
-    """JSON has no decimals: a numeric travels as the shortest float that reads back to it."""
-    return float(value) if isinstance(value, Decimal) else value
-
-
 def compliance_body(rows: Rows) -> dict[str, Any]:
     """The policy engine's compliance report for one hour (one row, or none: an hour
     without evaluations or violations reports zeros). The rate and the trend are absent,
@@ -144,7 +139,7 @@ def compliance_body(rows: Rows) -> dict[str, Any]:
         ("trend", "compliance_rate_trend"),
     ]:
         if row.get(key) is not None:
-            body[field] = _number(row[key])
+            body[field] = row[key]  # a Decimal: JSON-encoded by _json_default
     return body
 
 

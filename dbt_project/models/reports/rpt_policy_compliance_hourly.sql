@@ -84,40 +84,24 @@ violated as (
 
 ),
 
-by_type as (
+{%- for kind in ['type', 'severity'] %}
+by_{{ kind }} as (
 
     select
         bucket,
         jsonb_agg(
-            jsonb_build_object('violation_type', violation_type, 'violations', violations)
-            order by violation_type collate "C" nulls last
-        ) as violations_by_type
+            jsonb_build_object('violation_{{ kind }}', violation_{{ kind }}, 'violations', violations)
+            order by violation_{{ kind }} collate "C" nulls last
+        ) as violations_by_{{ kind }}
     from (
-        select bucket, violation_type, sum(violations) as violations
+        select bucket, violation_{{ kind }}, sum(violations) as violations
         from violations_by_kind
         group by 1, 2
     ) as counted
     group by bucket
 
 ),
-
-by_severity as (
-
-    select
-        bucket,
-        jsonb_agg(
-            jsonb_build_object('violation_severity', violation_severity, 'violations', violations)
-            order by violation_severity collate "C" nulls last
-        ) as violations_by_severity
-    from (
-        select bucket, violation_severity, sum(violations) as violations
-        from violations_by_kind
-        group by 1, 2
-    ) as counted
-    group by bucket
-
-),
-
+{% endfor %}
 hours as (
 
     select bucket from evaluated
